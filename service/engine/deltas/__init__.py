@@ -1,0 +1,62 @@
+"""Compile a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) into its runtime form."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from peft import PeftConfig
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+# Importing the kind modules registers them.
+from service.engine.deltas import ia3, lora, prefix, prompt  # noqa: F401
+from service.engine.deltas.compiled import CompiledDelta, LinearDelta
+from service.engine.deltas.registry import kind_for, supported_peft_types
+from service.errors import InvalidAdapterConfig, InvalidAdapterWeights, UnsupportedAdapter
+
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "CompiledDelta", "LinearDelta", "compile_adapter", "read_adapter_config"]
+
+
+def read_adapter_config(directory: Path) -> PeftConfig:
+    path = Path(directory) / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidAdapterConfig(f"{CONFIG_FILE} is missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidAdapterConfig(f"{CONFIG_FILE} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or "peft_type" not in data:
+        raise InvalidAdapterConfig(f"{CONFIG_FILE} has no 'peft_type'; is it a PEFT adapter config?")
+    peft_type = str(data["peft_type"])
+    if kind_for(peft_type) is None:
+        raise UnsupportedAdapter(
+            f"adapter kind {peft_type} is not served; supported kinds: {', '.join(supported_peft_types())}"
+        )
+    try:
+        return PeftConfig.from_pretrained(str(directory))
+    except Exception as exc:  # peft raises TypeError/ValueError/KeyError for malformed configs
+        raise InvalidAdapterConfig(f"peft could not parse {CONFIG_FILE}: {exc}") from None
+
+
+def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        raise InvalidAdapterWeights(f"{WEIGHTS_FILE} is missing")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise InvalidAdapterWeights(f"{WEIGHTS_FILE} could not be read as safetensors: {exc}") from None
+
+
+def compile_adapter(directory: Path, base) -> CompiledDelta:
+    """Parse, check against `base` (a BaseModel) and compile; raises an AdapterError naming any mismatch."""
+    config = read_adapter_config(directory)
+    tensors = _read_weights(directory)
+    kind = kind_for(str(config.peft_type.value if hasattr(config.peft_type, "value") else config.peft_type))
+    compiled = kind.compile(config, tensors, base)
+    return compiled.to(base.device, base.dtype)

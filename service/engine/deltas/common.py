@@ -1,0 +1,67 @@
+"""Helpers shared by the delta compilers: PEFT key names and checks against the base model."""
+
+from __future__ import annotations
+
+import torch
+from peft import PeftConfig
+
+from service.errors import IncompatibleAdapter, InvalidAdapterWeights, UnsupportedAdapter
+
+# save_pretrained writes module keys as "base_model.model.<module path>.<suffix>".
+PEFT_KEY_PREFIX = "base_model.model."
+
+
+def split_module_key(key: str, suffixes: tuple[str, ...]) -> tuple[str, str] | None:
+    """'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight' -> ('model.layers.0.self_attn.q_proj', 'lora_A.weight')."""
+    for suffix in suffixes:
+        if key.endswith("." + suffix):
+            module = key[: -len(suffix) - 1]
+            if module.startswith(PEFT_KEY_PREFIX):
+                module = module[len(PEFT_KEY_PREFIX) :]
+            return module, suffix
+    return None
+
+
+def require_prompt_embeddings(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    # PEFT saves every prompt-learning kind as one tensor: the prompt encoder's output, already computed.
+    extra = sorted(set(tensors) - {"prompt_embeddings"})
+    if "prompt_embeddings" not in tensors:
+        raise InvalidAdapterWeights(
+            "adapter_model.safetensors has no 'prompt_embeddings' tensor, which PEFT writes for prompt-learning adapters"
+        )
+    if extra:
+        raise InvalidAdapterWeights(f"unexpected tensors in a prompt-learning adapter: {', '.join(extra[:5])}")
+    return tensors["prompt_embeddings"]
+
+
+def require_causal_lm(config: PeftConfig) -> None:
+    task = getattr(config, "task_type", None)
+    task = getattr(task, "value", task)
+    if task not in (None, "CAUSAL_LM"):
+        raise UnsupportedAdapter(f"task_type {task} is not served; DeltaServe serves CAUSAL_LM adapters")
+
+
+def check_module(base_shapes: dict[str, tuple[int, int]], module: str) -> tuple[int, int]:
+    if module not in base_shapes:
+        raise IncompatibleAdapter(
+            f"the adapter targets module '{module}', which the base model does not have as a Linear layer"
+        )
+    return base_shapes[module]
+
+
+def reject_unknown_keys(unknown: list[str], kind: str) -> None:
+    if not unknown:
+        return
+    hints = {
+        "lora_magnitude_vector": "DoRA (use_dora=True)",
+        "lora_embedding_A": "LoRA on embedding layers",
+        "lora_embedding_B": "LoRA on embedding layers",
+        "modules_to_save": "modules_to_save (fully trained extra modules)",
+        "trainable_tokens": "trainable_token_indices",
+        "lora_bias": "lora_bias=True",
+    }
+    for key in unknown:
+        for marker, feature in hints.items():
+            if marker in key:
+                raise UnsupportedAdapter(f"{kind} adapters using {feature} are not supported yet (tensor '{key}')")
+    raise InvalidAdapterWeights(f"unexpected tensors in a {kind} adapter: {', '.join(sorted(unknown)[:5])}")

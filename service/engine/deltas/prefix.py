@@ -1,0 +1,52 @@
+"""Prefix tuning and P-tuning v2 (with or without prefix_projection): per-layer key/value prefixes.
+
+PEFT saves the prefix encoder's output ("prompt_embeddings" [n, layers * 2 * kv_dim]); with a projection the
+MLP has already run at save time. We reshape it once into [layers, 2, kv_heads, n, head_dim], the layout the
+KV cache uses, exactly as PEFT's `get_prompt` does per call.
+"""
+
+from __future__ import annotations
+
+import torch
+from peft import PrefixTuningConfig
+
+from service.engine.base_model import BaseModel
+from service.engine.deltas.common import require_causal_lm, require_prompt_embeddings
+from service.engine.deltas.compiled import CompiledDelta
+from service.engine.deltas.registry import register
+from service.errors import IncompatibleAdapter, InvalidAdapterWeights
+
+
+@register("prefix_tuning", "PREFIX_TUNING")
+def compile_prefix(config: PrefixTuningConfig, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
+    require_causal_lm(config)
+    embeddings = require_prompt_embeddings(tensors)
+    n = config.num_virtual_tokens
+    layers, kv_heads, head_dim = base.num_layers, base.num_kv_heads, base.head_dim
+    if config.num_layers is not None and config.num_layers != layers:
+        raise IncompatibleAdapter(
+            f"the prefix was trained for {config.num_layers} layers but the base model has {layers}: "
+            "it was trained for another base model"
+        )
+    expected = layers * 2 * kv_heads * head_dim
+    if embeddings.dim() != 2 or embeddings.shape[0] != n:
+        raise InvalidAdapterWeights(
+            f"prompt_embeddings has shape {tuple(embeddings.shape)}, expected [{n}, layers*2*kv_dim] "
+            f"for num_virtual_tokens={n}"
+        )
+    if embeddings.shape[1] != expected:
+        raise IncompatibleAdapter(
+            f"the prefix has {embeddings.shape[1]} values per virtual token, but the base model needs "
+            f"{layers} layers x 2 x {kv_heads} key/value heads x {head_dim} = {expected}: "
+            "it was trained for another base model"
+        )
+    # [n, layers*2, kv_heads, head_dim] -> [layers*2, kv_heads, n, head_dim] -> [layers, 2, kv_heads, n, head_dim]
+    kv = embeddings.view(n, layers * 2, kv_heads, head_dim).permute(1, 2, 0, 3)
+    kv_prefix = kv.reshape(layers, 2, kv_heads, n, head_dim).contiguous()
+    return CompiledDelta(
+        kind="prefix_tuning",
+        config=config,
+        parameters=embeddings.numel(),
+        base_model=config.base_model_name_or_path,
+        kv_prefix=kv_prefix,
+    )

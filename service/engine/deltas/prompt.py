@@ -1,0 +1,50 @@
+"""Prompt tuning (random or TEXT-initialised) and P-tuning: virtual tokens prepended to the input embeddings.
+
+PEFT's save format stores, for both kinds, the prompt encoder's *output* ("prompt_embeddings" [n, hidden]):
+for P-tuning the MLP/LSTM encoder is run once when PEFT saves. So compiling is checking and keeping that
+tensor; nothing runs per request.
+"""
+
+from __future__ import annotations
+
+import torch
+from peft import PeftConfig
+
+from service.engine.base_model import BaseModel
+from service.engine.deltas.common import require_causal_lm, require_prompt_embeddings
+from service.engine.deltas.compiled import CompiledDelta
+from service.engine.deltas.registry import register
+from service.errors import IncompatibleAdapter, InvalidAdapterWeights
+
+
+def _compile_virtual_tokens(kind: str, config: PeftConfig, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
+    require_causal_lm(config)
+    embeddings = require_prompt_embeddings(tensors)
+    expected_tokens = config.num_virtual_tokens * (config.num_transformer_submodules or 1)
+    if embeddings.dim() != 2 or embeddings.shape[0] != expected_tokens:
+        raise InvalidAdapterWeights(
+            f"prompt_embeddings has shape {tuple(embeddings.shape)}, expected [{expected_tokens}, hidden] "
+            f"for num_virtual_tokens={config.num_virtual_tokens}"
+        )
+    if embeddings.shape[1] != base.hidden_size:
+        raise IncompatibleAdapter(
+            f"the adapter's virtual tokens have {embeddings.shape[1]} dimensions but the base model's embeddings "
+            f"have {base.hidden_size}: it was trained for another base model"
+        )
+    return CompiledDelta(
+        kind=kind,
+        config=config,
+        parameters=embeddings.numel(),
+        base_model=config.base_model_name_or_path,
+        virtual_embeddings=embeddings,
+    )
+
+
+@register("prompt_tuning", "PROMPT_TUNING")
+def compile_prompt_tuning(config: PeftConfig, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
+    return _compile_virtual_tokens("prompt_tuning", config, tensors, base)
+
+
+@register("p_tuning", "P_TUNING")
+def compile_p_tuning(config: PeftConfig, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
+    return _compile_virtual_tokens("p_tuning", config, tensors, base)

@@ -1,0 +1,100 @@
+"""The engine: the frozen base model, the compiled adapters by name, and one batch at a time through it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.engine.base_model import BaseModel
+from service.engine.batch import RowRequest
+from service.engine.deltas import CompiledDelta, compile_adapter
+from service.engine.generate import GenerationResult, generate_batch
+from service.engine.runtime import LinearDeltaRuntime
+from service.engine.sampling import SamplingParams
+from service.errors import AdapterNotFound, InvalidRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineStats:
+    batches: int = 0  # forward batches run (prefill + decode of one group of rows)
+    rows: int = 0
+    generated_tokens: int = 0
+
+
+class Engine:
+    def __init__(self, base: BaseModel):
+        self.base = base
+        self.runtime = LinearDeltaRuntime(base.model)
+        self._adapters: dict[str, CompiledDelta] = {}
+        self._step_lock = threading.Lock()  # the model runs one batch at a time
+        self.stats = EngineStats()
+
+    # -- adapters ---------------------------------------------------------------------------------
+    def compile(self, directory: Path) -> CompiledDelta:
+        """Check and compile an adapter directory without registering it (raises AdapterError)."""
+        return compile_adapter(Path(directory), self.base)
+
+    def register(self, name: str, delta: CompiledDelta) -> None:
+        # Requests already holding the previous object finish on it: swapping the entry is the whole switch.
+        self.runtime.ensure_hooks(set(delta.linear))
+        self._adapters[name] = delta
+
+    def load(self, name: str, directory: Path) -> CompiledDelta:
+        started = time.perf_counter()
+        delta = self.compile(directory)
+        self.register(name, delta)
+        log.info("Loaded adapter %s (%s) in %.1f ms", name, delta.kind, (time.perf_counter() - started) * 1000)
+        return delta
+
+    def unregister(self, name: str) -> None:
+        self._adapters.pop(name, None)
+
+    def get(self, name: str | None) -> CompiledDelta | None:
+        if name is None:
+            return None
+        try:
+            return self._adapters[name]
+        except KeyError:
+            raise AdapterNotFound(f"adapter '{name}' is not loaded") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._adapters)
+
+    # -- generation -------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        # The tokenizer's defaults, exactly what a PEFT user's `tokenizer(text)` gives.
+        return self.base.tokenizer(text)["input_ids"]
+
+    def make_row(self, text: str, delta: CompiledDelta | None, params: SamplingParams) -> RowRequest:
+        prompt_ids = self.tokenize(text)
+        extra = delta.num_virtual_tokens + delta.prefix_length if delta else 0
+        if not prompt_ids and not extra:
+            raise InvalidRequest("the text is empty after tokenization")
+        total = len(prompt_ids) + extra + params.max_new_tokens
+        if total > self.base.max_positions:
+            raise InvalidRequest(
+                f"prompt ({len(prompt_ids)} tokens) + virtual tokens ({extra}) + max_new_tokens "
+                f"({params.max_new_tokens}) = {total} exceeds the base model's {self.base.max_positions} positions"
+            )
+        return RowRequest(prompt_ids=prompt_ids, delta=delta, params=params)
+
+    def generate_rows(self, rows: list[RowRequest]) -> list[GenerationResult]:
+        with self._step_lock:
+            results = generate_batch(self.base, self.runtime, rows)
+            self.stats.batches += 1
+            self.stats.rows += len(rows)
+            self.stats.generated_tokens += sum(r.completion_tokens for r in results)
+        return results
+
+    def generate(
+        self, texts: list[str], adapter: str | None = None, params: SamplingParams | None = None
+    ) -> list[GenerationResult]:
+        """Synchronous convenience: one batch, one adapter (or the base model) for every text."""
+        delta = self.get(adapter)
+        params = params or SamplingParams()
+        return self.generate_rows([self.make_row(text, delta, params) for text in texts])

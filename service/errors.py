@@ -1,0 +1,100 @@
+"""Typed errors. Each carries an HTTP status, a machine-readable code and a sentence for a person.
+
+The engine and the store raise these; the API turns them into JSON problem responses
+(`{"error": {"code": ..., "message": ...}}`) in one place (service/api/errors.py).
+"""
+
+from __future__ import annotations
+
+
+class DeltaServeError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+
+class NotFoundError(DeltaServeError):
+    status = 404
+    code = "not_found"
+
+
+class AdapterNotFound(NotFoundError):
+    code = "adapter_not_found"
+
+
+class PipelineNotFound(NotFoundError):
+    code = "pipeline_not_found"
+
+
+class InvalidRequest(DeltaServeError):
+    """A request that is well-formed JSON but asks for something impossible."""
+
+    status = 422
+    code = "invalid_request"
+
+
+class InvalidName(InvalidRequest):
+    code = "invalid_name"
+
+
+class AdapterError(InvalidRequest):
+    """An adapter the engine cannot serve: bad config, unsupported kind, or made for another base model."""
+
+    code = "invalid_adapter"
+
+
+class InvalidAdapterConfig(AdapterError):
+    code = "invalid_adapter_config"
+
+
+class UnsupportedAdapter(AdapterError):
+    code = "unsupported_adapter"
+
+
+class IncompatibleAdapter(AdapterError):
+    code = "incompatible_adapter"
+
+
+class InvalidAdapterWeights(AdapterError):
+    code = "invalid_adapter_weights"
+
+
+class UploadError(DeltaServeError):
+    status = 400
+    code = "invalid_upload"
+
+
+class PickleRefused(UploadError):
+    status = 415
+    code = "pickle_refused"
+
+
+class UnsafeArchive(UploadError):
+    code = "unsafe_archive"
+
+
+class PayloadTooLarge(UploadError):
+    status = 413
+    code = "payload_too_large"
+
+
+class Unauthorized(DeltaServeError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(DeltaServeError):
+    status = 403
+    code = "forbidden"
+
+
+class EngineUnavailable(DeltaServeError):
+    status = 503
+    code = "not_ready"

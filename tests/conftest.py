@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny random Llama and real PEFT adapters of every kind, built once per session."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import pytest
+
+from service.engine import Engine
+from service.engine.base_model import wrap_base_model
+from tests.factory import adapter_configs, build_tiny_model, build_tokenizer, save_adapter
+
+warnings.filterwarnings("ignore", message=".*[Pp]osition ids.*")
+
+# PEFT's generate warns for every prompt-learning call; the tests compare against it on purpose.
+KINDS = list(adapter_configs("unused"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tokenizer):
+    """The reference copy of the tiny base model; tests must not modify it (PEFT copies it)."""
+    return build_tiny_model(len(tokenizer))
+
+
+@pytest.fixture(scope="session")
+def adapter_dirs(tmp_path_factory, tokenizer, tiny_model) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("adapters")
+    tokenizer_dir = root / "tokenizer"
+    tokenizer.save_pretrained(tokenizer_dir)
+    return {
+        kind: save_adapter(tiny_model, config, root / kind, seed=index + 1)
+        for index, (kind, config) in enumerate(adapter_configs(str(tokenizer_dir)).items())
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tiny_model, tokenizer):
+    return wrap_base_model(copy.deepcopy(tiny_model), tokenizer, name="tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_base, adapter_dirs) -> Engine:
+    engine = Engine(tiny_base)
+    for kind, directory in adapter_dirs.items():
+        engine.load(kind, directory)
+    return engine
