@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     # Batching.
     max_batch_size: int = 16
     max_batch_wait_ms: float = 5.0
+    mixed_batches: bool = True  # rows of one batch may use different adapters (False: one adapter per batch)
     max_new_tokens_limit: int = 1024
 
     # Access.

@@ -13,7 +13,7 @@ from service.engine.base_model import BaseModel
 from service.engine.deltas.common import check_module, reject_unknown_keys, require_causal_lm, split_module_key
 from service.engine.deltas.compiled import CompiledDelta, LinearDelta
 from service.engine.deltas.registry import register
-from service.errors import IncompatibleAdapter, InvalidAdapterWeights, UnsupportedAdapter
+from service.errors import IncompatibleAdapter, InvalidAdapterConfig, InvalidAdapterWeights, UnsupportedAdapter
 
 # LoraConfig options that change the forward pass in ways this module does not implement.
 _UNSUPPORTED_OPTIONS = {
@@ -67,6 +67,8 @@ def _scale(config: LoraConfig, module: str, rank: int) -> float:
     alpha_key = get_pattern_key(list((config.alpha_pattern or {}).keys()), module)
     r = (config.rank_pattern or {}).get(rank_key, config.r)
     alpha = (config.alpha_pattern or {}).get(alpha_key, config.lora_alpha)
+    if not isinstance(r, int) or isinstance(r, bool) or r <= 0 or not isinstance(alpha, (int, float)):
+        raise InvalidAdapterConfig(f"module '{module}': rank {r!r} and alpha {alpha!r} must be a positive integer and a number")
     if r != rank:
         raise InvalidAdapterWeights(f"module '{module}' has rank {rank} in its weights but rank {r} in the config")
     return alpha / math.sqrt(r) if config.use_rslora else alpha / r

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response
+
+from service.api.deps import AdminAccess, InferenceAccess, State
+from service.errors import PipelineNotFound
+from service.pipeline import check_definition, run_pipeline
+from service.schemas.errors import ErrorResponse
+from service.schemas.pipelines import (
+    PipelineDefinition,
+    PipelineList,
+    PipelineResult,
+    RunNamedPipelineRequest,
+    RunPipelineRequest,
+    StoredPipeline,
+)
+from service.store import validate_name
+
+router = APIRouter(tags=["pipelines"])
+ERRORS = {404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+
+
+@router.post("/pipeline", response_model=PipelineResult, responses=ERRORS, dependencies=[InferenceAccess],
+             summary="Run steps, each with its own adapter, over one input")
+async def post_pipeline(request: RunPipelineRequest, state: State):
+    return await run_pipeline(state, request.text, request.steps)
+
+
+def _load(state, name: str) -> PipelineDefinition:
+    return PipelineDefinition.model_validate(state.store.get_pipeline(name))
+
+
+@router.put("/pipelines/{name}", response_model=StoredPipeline, responses=ERRORS, dependencies=[AdminAccess],
+            status_code=201, summary="Store a named pipeline (201 created, 200 replaced)")
+async def put_pipeline(name: str, definition: PipelineDefinition, state: State, response: Response):
+    validate_name(name)
+    check_definition(definition.steps)  # adapters are checked when it runs: they may be uploaded later
+    document = definition.model_dump(exclude_defaults=True)
+    created = await asyncio.to_thread(state.store.put_pipeline, name, document)
+    response.status_code = 201 if created else 200
+    return {"name": name, **definition.model_dump()}
+
+
+@router.get("/pipelines", response_model=PipelineList, summary="List named pipelines")
+async def list_pipelines(state: State):
+    return {
+        "pipelines": [
+            {"name": name, **PipelineDefinition.model_validate(doc).model_dump()}
+            for name, doc in sorted(state.store.list_pipelines().items())
+        ]
+    }
+
+
+@router.get("/pipelines/{name}", response_model=StoredPipeline, responses=ERRORS, summary="One named pipeline")
+async def get_pipeline(name: str, state: State):
+    return {"name": name, **_load(state, name).model_dump()}
+
+
+@router.delete("/pipelines/{name}", status_code=204, responses=ERRORS, dependencies=[AdminAccess])
+async def delete_pipeline(name: str, state: State) -> Response:
+    await asyncio.to_thread(state.store.delete_pipeline, name)
+    return Response(status_code=204)
+
+
+@router.post("/pipelines/{name}", response_model=PipelineResult, responses=ERRORS, dependencies=[InferenceAccess],
+             summary="Run a named pipeline on one input")
+async def run_named_pipeline(name: str, request: RunNamedPipelineRequest, state: State):
+    return await run_pipeline(state, request.text, _load(state, name).steps)
+
+
+__all__ = ["router", "PipelineNotFound"]

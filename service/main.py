@@ -1,0 +1,40 @@
+"""The app factory: `create_app(settings)` builds a FastAPI app whose lifespan loads the model once."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import __version__
+from service.api import adapters, generate, health, pipelines
+from service.api.errors import install_error_handlers
+from service.config import Settings
+from service.engine.base_model import BaseModel
+from service.state import build_state
+
+DESCRIPTION = """One frozen base model, many PEFT deltas (LoRA, IA3, prompt tuning, P-tuning, prefix tuning)
+hot-swapped per request and batched together. Greedy output equals `PeftModel.generate`, token for token."""
+
+
+def create_app(settings: Settings | None = None, *, base: BaseModel | None = None) -> FastAPI:
+    """`base` injects an already loaded model (tests use a tiny one); otherwise `settings` names it."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = await asyncio.to_thread(build_state, settings, base)
+        state.batcher.start()
+        app.state.deltaserve = state
+        try:
+            yield
+        finally:
+            await state.batcher.stop()
+            app.state.deltaserve = None
+
+    app = FastAPI(title="DeltaServe", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    for module in (health, generate, adapters, pipelines):
+        app.include_router(module.router)
+    return app

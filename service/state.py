@@ -1,0 +1,52 @@
+"""Everything the routes share, built once by the app's lifespan and kept on `app.state.deltaserve`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from service.config import Settings
+from service.engine import Engine
+from service.engine.base_model import BaseModel, load_base_model
+from service.engine.batcher import Batcher
+from service.errors import DeltaServeError
+from service.store import AdapterStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    engine: Engine
+    batcher: Batcher
+    store: AdapterStore
+
+    def prompt_template(self, adapter: str | None) -> str | None:
+        if adapter is None or not self.store.exists(adapter):
+            return None
+        return self.store.get(adapter).prompt_template
+
+
+def apply_template(template: str | None, text: str) -> str:
+    # The store guarantees exactly one "{text}"; replace() leaves any other braces alone.
+    return text if template is None else template.replace("{text}", text)
+
+
+def build_state(settings: Settings, base: BaseModel | None = None) -> ServiceState:
+    """Load the base model (unless one is given, as tests do), open the store, compile every stored adapter."""
+    base = base or load_base_model(settings)
+    engine = Engine(base)
+    store = AdapterStore(settings.adapters_dir, settings.max_upload_bytes)
+    for record in store.list():
+        try:
+            engine.load(record.name, store.files(record.name))
+        except DeltaServeError as exc:  # e.g. stored for another base model: skip it, keep serving the rest
+            log.warning("Skipping stored adapter %s: %s", record.name, exc.message)
+    batcher = Batcher(
+        engine,
+        max_batch_size=settings.max_batch_size,
+        max_batch_wait_ms=settings.max_batch_wait_ms,
+        mixed_batches=settings.mixed_batches,
+    )
+    return ServiceState(settings=settings, engine=engine, batcher=batcher, store=store)

@@ -1,0 +1,295 @@
+"""AdapterStore: adapters on disk, each switched to a new version by one atomic record write.
+
+Layout under `root`:
+
+    <name>/record.json                  the current AdapterRecord; names the current version
+    <name>/versions/<N>/adapter_config.json
+    <name>/versions/<N>/adapter_model.safetensors
+    .staging/<tmp>/                     uploads being checked; never visible
+    .trash/<tmp>/                       deleted entries on their way out
+    .pipelines/<name>.json              pipeline definitions
+
+A put stages and checks files, lets the caller's `inspect` reject them, renames the staged
+folder to `versions/<N>`, and only then replaces record.json. A crash before that replace
+leaves the old record (and a stray version folder no record names); after it, the new one.
+One process owns a root: start-up clears `.staging` and `.trash`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from service.errors import AdapterNotFound, InvalidRequest
+from service.store import uploads
+from service.store.durable import fsync_dir, write_json_atomic
+from service.store.names import is_valid_name, validate_name
+from service.store.pipelines import PipelineDocuments
+from service.store.records import RECORD_FORMAT, AdapterRecord, utc_now
+from service.store.versions import LocalVersionStorage, VersionStorage
+
+log = logging.getLogger(__name__)
+
+RECORD_FILE = "record.json"
+STAGING_DIR = ".staging"
+TRASH_DIR = ".trash"
+PIPELINES_DIR = ".pipelines"
+TEMPLATE_FIELD = "{text}"
+
+
+class Inspection(Protocol):
+    """What `inspect` returns: the engine's verdict on a staged adapter."""
+
+    kind: str
+    parameters: int
+
+
+Inspector = Callable[[Path], Inspection]
+
+
+@dataclass(frozen=True)
+class PutResult:
+    record: AdapterRecord
+    created: bool  # True for a new adapter, False when it replaced one
+    inspection: Any  # whatever `inspect` returned
+
+
+class AdapterStore:
+    def __init__(self, root: Path, max_upload_bytes: int, *, versions: VersionStorage | None = None):
+        self.root = Path(root)
+        self.max_upload_bytes = max_upload_bytes
+        self._staging = self.root / STAGING_DIR
+        self._trash = self.root / TRASH_DIR
+        self._versions: VersionStorage = versions or LocalVersionStorage(self.root)
+        self._lock = threading.Lock()  # serializes writers
+        # Readers take no lock: writers never change this dict, they swap in a new one.
+        self._records: dict[str, AdapterRecord] = {}
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.pipelines = PipelineDocuments(self.root / PIPELINES_DIR)
+        self.load()
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Clear leftovers of interrupted work and (re)read every record.
+
+        Runs at construction; call it again only while no upload is being staged.
+
+        A broken entry is skipped with a warning giving the reason, never raised, so one bad
+        folder cannot keep the service from starting. Only record.json is read and the weight
+        files are only stat'ed, so thousands of entries load quickly.
+        """
+        with self._lock:
+            for leftovers in (self._staging, self._trash):
+                shutil.rmtree(leftovers, ignore_errors=True)
+                leftovers.mkdir(parents=True, exist_ok=True)
+            records: dict[str, AdapterRecord] = {}
+            with os.scandir(self.root) as entries:
+                for entry in entries:
+                    if entry.name in (STAGING_DIR, TRASH_DIR, PIPELINES_DIR):
+                        continue
+                    record = self._read_entry(entry)
+                    if record is not None:
+                        records[record.name] = record
+            self._records = records
+        self.pipelines.load()
+
+    def _read_entry(self, entry: os.DirEntry) -> AdapterRecord | None:
+        if not entry.is_dir(follow_symlinks=False):
+            log.warning("Skipping %s in the adapter store: not a folder.", entry.path)
+            return None
+        if not is_valid_name(entry.name):
+            log.warning("Skipping adapter folder %s: %r is not a valid adapter name.", entry.path, entry.name)
+            return None
+        record_path = Path(entry.path) / RECORD_FILE
+        try:
+            record = AdapterRecord.from_dict(json.loads(record_path.read_bytes().decode("utf-8")))
+        except FileNotFoundError:
+            reason = f"{record_path} is missing"
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            reason = f"{record_path} is unreadable: {exc}"
+        else:
+            if record.name != entry.name:
+                reason = f"{record_path} names another adapter ({record.name!r})"
+            else:
+                reason = self._versions.problem(record.name, record.version, record.bytes)
+                if reason is None:
+                    return record
+        log.warning("Skipping adapter %r: %s.", entry.name, reason)
+        return None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, name: str) -> AdapterRecord:
+        try:
+            return self._records[name]
+        except KeyError:
+            raise AdapterNotFound(f"No adapter named {name!r}.") from None
+
+    def list(self) -> list[AdapterRecord]:
+        records = self._records
+        return [records[name] for name in sorted(records)]
+
+    def exists(self, name: str) -> bool:
+        return name in self._records
+
+    def files(self, name: str) -> Path:
+        """The folder holding the current version's adapter_config.json and adapter_model.safetensors.
+
+        A later put or delete of the same name removes it; load from it promptly.
+        """
+        record = self.get(name)
+        return self._versions.path(name, record.version)
+
+    # -- staging -------------------------------------------------------------------------------
+
+    def stage_files(self, files: Mapping[str, bytes]) -> Path:
+        """Stage form files (file name -> content); return the checked staging folder for put()."""
+        return self._stage(lambda dest: uploads.stage_files(files, dest, self.max_upload_bytes))
+
+    def stage_archive(self, data: bytes | BinaryIO) -> Path:
+        """Stage a zip or tar.gz body (bytes or a binary file object) for put()."""
+        return self._stage(lambda dest: uploads.stage_archive(data, dest, self.max_upload_bytes))
+
+    def stage_directory(self, source: Path) -> Path:
+        """Stage a copy of the adapter files in a local save_pretrained folder (demo adapters)."""
+        return self._stage(lambda dest: uploads.stage_directory(source, dest, self.max_upload_bytes))
+
+    def _stage(self, fill: Callable[[Path], object]) -> Path:
+        self._staging.mkdir(parents=True, exist_ok=True)
+        dest = Path(tempfile.mkdtemp(prefix="upload-", dir=self._staging))
+        try:
+            fill(dest)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+        return dest
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def put(
+        self,
+        name: str,
+        staged_dir: Path,
+        inspect: Inspector,
+        *,
+        description: str | None = None,
+        prompt_template: str | None = None,
+    ) -> PutResult:
+        """Create or replace adapter `name` from a folder made by one of the stage_* methods.
+
+        The staging folder is consumed: moved into the store on success, removed on failure,
+        in which case the store is unchanged. On a replacement, a description or prompt template
+        left as None keeps the previous one.
+        """
+        staged_dir = Path(staged_dir)
+        if staged_dir.parent.resolve() != self._staging.resolve():
+            raise ValueError(f"{staged_dir} was not made by this store's stage_* methods")
+        try:
+            validate_name(name)
+            if description is not None and not isinstance(description, str):
+                raise InvalidRequest("The description must be a string.")
+            _check_prompt_template(prompt_template)
+            # Re-check here too: put must never publish something the staging checks would refuse.
+            summary = uploads.check_staged(staged_dir)
+            inspection = inspect(staged_dir)  # the engine's verdict, before anything is visible
+            kind = inspection.kind
+            if not isinstance(kind, str) or not kind:
+                raise TypeError(f"inspect returned kind {kind!r}; expected a non-empty string")
+            sha256 = _sha256(staged_dir / uploads.WEIGHTS_FILE)
+            base_model = summary.config.get("base_model_name_or_path")
+            base_model = base_model if isinstance(base_model, str) else None
+
+            with self._lock:
+                previous = self._records.get(name)
+                now = utc_now()
+                if previous is None:
+                    record = AdapterRecord(
+                        name=name,
+                        kind=kind,
+                        base_model=base_model,
+                        parameters=summary.parameters,
+                        bytes=summary.bytes,
+                        sha256=sha256,
+                        version=1,
+                        created_at=now,
+                        updated_at=now,
+                        description=description,
+                        prompt_template=prompt_template,
+                    )
+                else:
+                    record = replace(
+                        previous,
+                        kind=kind,
+                        base_model=base_model,
+                        parameters=summary.parameters,
+                        bytes=summary.bytes,
+                        sha256=sha256,
+                        version=previous.version + 1,
+                        updated_at=now,
+                        description=description if description is not None else previous.description,
+                        prompt_template=prompt_template if prompt_template is not None else previous.prompt_template,
+                    )
+                self._versions.publish(name, record.version, staged_dir)
+                # The switch: before this line the old record is live, after it the new one.
+                write_json_atomic(self.root / name / RECORD_FILE, {"format": RECORD_FORMAT, **record.to_dict()})
+                self._records = {**self._records, name: record}
+                self._versions.prune(name, keep=record.version)
+        except BaseException:
+            shutil.rmtree(staged_dir, ignore_errors=True)  # gone already if it was published
+            raise
+        return PutResult(record=record, created=previous is None, inspection=inspection)
+
+    def delete(self, name: str) -> None:
+        """Remove an adapter: one rename hides it (record and files together), then the files go."""
+        with self._lock:
+            if name not in self._records:
+                raise AdapterNotFound(f"No adapter named {name!r}.")
+            self._trash.mkdir(parents=True, exist_ok=True)
+            doomed = self._trash / f"{name}-{uuid.uuid4().hex}"
+            os.rename(self.root / name, doomed)
+            fsync_dir(self.root)
+            self._records = {key: value for key, value in self._records.items() if key != name}
+        shutil.rmtree(doomed, ignore_errors=True)  # a leftover is cleared at the next start
+
+    # -- pipelines (kept by self.pipelines; these save callers a hop) --------------------------
+
+    def put_pipeline(self, name: str, definition: dict) -> bool:
+        return self.pipelines.put(name, definition)
+
+    def get_pipeline(self, name: str) -> dict:
+        return self.pipelines.get(name)
+
+    def list_pipelines(self) -> dict[str, dict]:
+        return self.pipelines.list()
+
+    def delete_pipeline(self, name: str) -> None:
+        self.pipelines.delete(name)
+
+
+def _check_prompt_template(template: str | None) -> None:
+    if template is None:
+        return
+    if not isinstance(template, str) or template.count(TEMPLATE_FIELD) != 1:
+        raise InvalidRequest(
+            f"A prompt template must contain {TEMPLATE_FIELD} exactly once; it marks where the request text goes."
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+

@@ -1,0 +1,111 @@
+"""Pipelines on the tiny model: defaults, references, concurrency through the shared batcher, validation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from service.config import Settings
+from service.engine import SamplingParams
+from service.main import create_app
+from tests.http_server import serve
+from tests.test_api import multipart
+
+TEXT = "When was Beiiing olymp#ic heldd ?"
+STEPS = [
+    {"name": "spelling", "adapter": "spelling", "max_new_tokens": 6},
+    {"name": "topic", "adapter": "topic", "input": "{spelling}", "max_new_tokens": 4},
+    {"name": "answer", "adapter": "qa", "input": "Q: {spelling} ({text})", "max_new_tokens": 5},
+]
+
+
+@pytest.fixture(scope="module")
+def app_and_url(tmp_path_factory, tiny_base, adapter_dirs):
+    settings = Settings(adapters_dir=tmp_path_factory.mktemp("pipes") / "store", max_batch_wait_ms=100,
+                        mixed_batches=False, load_demo_adapters=False)
+    app = create_app(settings, base=tiny_base)
+    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        for name, kind in (("spelling", "lora"), ("topic", "prompt_tuning"), ("qa", "prefix_tuning")):
+            assert client.put(f"/adapters/{name}", **multipart(adapter_dirs[kind])).status_code == 201
+        yield app, url, settings
+
+
+@pytest.fixture
+def client(app_and_url):
+    with httpx.Client(base_url=app_and_url[1], timeout=60) as client:
+        yield client
+
+
+def batches(app) -> int:
+    return app.state.deltaserve.engine.stats.batches
+
+
+def test_steps_chain_and_reference_earlier_outputs(client, engine):
+    result = client.post("/pipeline", json={"text": TEXT, "steps": STEPS}).json()
+    steps = {s["name"]: s for s in result["steps"]}
+    spelling = engine.generate([TEXT], "lora", SamplingParams(max_new_tokens=6))[0].text
+    assert steps["spelling"]["input"] == TEXT and result["outputs"]["spelling"] == spelling
+    assert steps["topic"]["input"] == spelling.strip()
+    assert steps["answer"]["input"] == f"Q: {spelling.strip()} ({TEXT})"
+    topic = engine.generate([spelling.strip()], "prompt_tuning", SamplingParams(max_new_tokens=4))[0].text
+    assert result["outputs"]["topic"] == topic
+    assert [s["name"] for s in result["steps"]] == ["spelling", "topic", "answer"]
+    assert all(s["ms"] >= 0 and s["finish_reason"] in ("stop", "length") for s in result["steps"])
+
+
+def test_step_without_input_takes_the_previous_output(client):
+    steps = [{"name": "one", "adapter": "spelling", "max_new_tokens": 4}, {"name": "two", "adapter": None, "max_new_tokens": 3}]
+    result = client.post("/pipeline", json={"text": TEXT, "steps": steps}).json()
+    assert result["steps"][1]["input"] == result["outputs"]["one"].strip()
+
+
+def test_concurrent_pipelines_share_batches(app_and_url):
+    app, url, _ = app_and_url
+
+    async def run_many(count):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            responses = await asyncio.gather(
+                *(client.post("/pipeline", json={"text": f"{TEXT} {i}", "steps": STEPS}) for i in range(count))
+            )
+        assert all(r.status_code == 200 for r in responses)
+
+    before = batches(app)
+    asyncio.run(run_many(4))
+    # 4 pipelines x 3 steps = 12 generations; same-adapter steps share a batch: one per adapter.
+    assert batches(app) - before == 3
+
+
+@pytest.mark.parametrize(
+    "steps, says",
+    [
+        ([{"name": "a", "adapter": "nope"}], "adapter 'nope'"),
+        ([{"name": "a", "adapter": None, "input": "{missing}"}], "{missing}"),
+        ([{"name": "a", "adapter": None, "input": "{b}"}, {"name": "b", "adapter": None, "input": "{a}"}], "cycle: a -> b -> a"),
+        ([{"name": "a", "adapter": None}, {"name": "a", "adapter": None}], "duplicate step name 'a'"),
+    ],
+)
+def test_definition_is_checked_before_any_step_runs(app_and_url, client, steps, says):
+    before = batches(app_and_url[0])
+    response = client.post("/pipeline", json={"text": TEXT, "steps": [{"name": "first", "adapter": None}, *steps]})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request" and says in response.json()["error"]["message"]
+    assert batches(app_and_url[0]) == before
+
+
+def test_named_pipelines_persist(app_and_url, client, tiny_base):
+    definition = {"steps": STEPS, "description": "spell, topic, answer"}
+    assert client.put("/pipelines/demo-flow", json=definition).status_code == 201
+    assert client.put("/pipelines/demo-flow", json=definition).status_code == 200
+    assert client.put("/pipelines/bad", json={"steps": [{"name": "a", "input": "{zzz}"}]}).status_code == 422
+    listed = client.get("/pipelines").json()["pipelines"]
+    assert [p["name"] for p in listed] == ["demo-flow"] and listed[0]["description"] == "spell, topic, answer"
+    ran = client.post("/pipelines/demo-flow", json={"text": TEXT}).json()
+    assert ran == client.post("/pipeline", json={"text": TEXT, "steps": STEPS}).json() | {"steps": ran["steps"]}
+    settings = app_and_url[2]
+    with serve(create_app(settings, base=tiny_base)) as url, httpx.Client(base_url=url, timeout=60) as again:
+        assert again.get("/pipelines/demo-flow").json()["steps"][1]["input"] == "{spelling}"
+        assert again.delete("/pipelines/demo-flow").status_code == 204
+        missing = again.post("/pipelines/demo-flow", json={"text": TEXT})
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "pipeline_not_found"
