@@ -31,7 +31,7 @@ def _check(credentials: HTTPAuthorizationCredentials | None, accepted: list[str]
     if credentials is None:
         raise Unauthorized(f"this endpoint needs {what} as a bearer token (Authorization: Bearer <key>)")
     if not any(secrets.compare_digest(credentials.credentials, key) for key in accepted):
-        raise Forbidden(f"the bearer token is not a valid {what}")
+        raise Forbidden(f"the bearer token is not {what}")
 
 
 def require_admin(state: State, credentials: Credentials) -> None:
