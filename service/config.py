@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     # Adapter store.
     adapters_dir: Path = Path("adapters/store")
     max_upload_bytes: int = 256 * 1024 * 1024
-    load_demo_adapters: bool = True
+    load_demo_adapters: bool = True  # install adapters/demo (and its pipelines) into the store at start-up
+    demo_adapters_dir: Path = Path("adapters/demo")
 
     # Batching.
     max_batch_size: int = 16

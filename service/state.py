@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from service.config import Settings
+from service.demo import install_demo
 from service.engine import Engine
 from service.engine.base_model import BaseModel, load_base_model
 from service.engine.batcher import Batcher
@@ -38,6 +39,8 @@ def build_state(settings: Settings, base: BaseModel | None = None) -> ServiceSta
     base = base or load_base_model(settings)
     engine = Engine(base)
     store = AdapterStore(settings.adapters_dir, settings.max_upload_bytes)
+    if settings.load_demo_adapters:
+        install_demo(settings.demo_adapters_dir, store, engine)
     for record in store.list():
         try:
             engine.load(record.name, store.files(record.name))

@@ -1,4 +1,5 @@
-"""The asyncio batcher: concurrent requests are batched, results match each request alone, no starvation."""
+"""The asyncio continuous batcher: results match each request alone, rows join and leave at token
+boundaries, and no adapter starves another."""
 
 from __future__ import annotations
 
@@ -12,26 +13,41 @@ TEXTS = ["When was the Beijing Olympic held?", "Paris", "Who painted the Mona Li
 
 
 class RecordingEngine:
-    """Wraps the real engine and records the adapter of every row of every forward batch."""
+    """The real engine, recording which rows each forward pass carried (adapter name, prompt text)."""
 
     def __init__(self, engine):
         self._engine = engine
-        self.batches: list[list[str | None]] = []
+        self.admitted: list[list[tuple[str | None, str]]] = []  # one entry per group of rows joining
+        self.passes: list[list[str | None]] = []  # adapters of the rows of every decode pass
 
     def __getattr__(self, name):
         return getattr(self._engine, name)
 
-    def generate_rows(self, rows):
-        kinds = {id(d): n for n in self._engine.names() if (d := self._engine.get(n)) is not None}
-        self.batches.append([kinds.get(id(row.delta)) if row.delta else None for row in rows])
-        return self._engine.generate_rows(rows)
+    def _describe(self, row):
+        names = {id(self._engine.get(n)): n for n in self._engine.names()}
+        return (names.get(id(row.delta)) if row.delta else None, self._engine.base.tokenizer.decode(row.prompt_ids))
+
+    def new_batch(self):
+        batch = self._engine.new_batch()
+        admit, step = batch.admit, batch.step
+
+        def recording_admit(rows, tickets=None):
+            self.admitted.append([self._describe(row) for row in rows])
+            return admit(rows, tickets)
+
+        def recording_step():
+            self.passes.append([self._describe(s.row)[0] for s in batch.states])
+            return step()
+
+        batch.admit, batch.step = recording_admit, recording_step
+        return batch
 
 
-async def _serve(engine, requests, **batcher_options):
+async def _serve(engine, requests, params=PARAMS, **batcher_options):
     batcher = Batcher(engine, **batcher_options)
     batcher.start()
     try:
-        return await asyncio.gather(*(batcher.generate(text, adapter, PARAMS) for adapter, text in requests))
+        return await asyncio.gather(*(batcher.generate(text, adapter, params) for adapter, text in requests))
     finally:
         await batcher.stop()
 
@@ -40,14 +56,18 @@ def _requests(adapters, count):
     return [(adapters[i % len(adapters)], TEXTS[i % len(TEXTS)]) for i in range(count)]
 
 
-def test_interleaved_adapters_equal_each_alone_by_adapter_batches(engine):
+def _alone(engine, adapter, text, params=PARAMS):
+    return engine.generate([text], adapter, params)[0].token_ids
+
+
+def test_by_adapter_mode_never_mixes_adapters(engine):
     recording = RecordingEngine(engine)
     requests = _requests(["lora", "prompt_tuning", "prefix_tuning"], 12)
     results = asyncio.run(_serve(recording, requests, max_batch_size=8, max_batch_wait_ms=50, mixed_batches=False))
     for (adapter, text), result in zip(requests, results):
-        assert result.token_ids == engine.generate([text], adapter, PARAMS)[0].token_ids
-    assert all(len(set(batch)) == 1 for batch in recording.batches)  # one adapter per batch
-    assert len(recording.batches) == 3  # 12 requests, three adapters: one batch each
+        assert result.token_ids == _alone(engine, adapter, text)
+    assert all(len(set(names)) == 1 for names in recording.passes)  # one adapter per forward pass
+    assert [len(group) for group in recording.admitted] == [4, 4, 4]  # each adapter's four requests join together
 
 
 def test_mixed_batches_take_the_whole_queue(engine):
@@ -55,29 +75,55 @@ def test_mixed_batches_take_the_whole_queue(engine):
     requests = _requests(["lora", "ia3", "p_tuning_mlp", "prefix_projection", None], 10)
     results = asyncio.run(_serve(recording, requests, max_batch_size=16, max_batch_wait_ms=50))
     for (adapter, text), result in zip(requests, results):
-        assert result.token_ids == engine.generate([text], adapter, PARAMS)[0].token_ids
-    assert len(recording.batches) == 1
+        assert result.token_ids == _alone(engine, adapter, text)
+    assert len(recording.admitted) == 1 and len(recording.admitted[0]) == 10
 
 
 def test_a_busy_adapter_does_not_starve_another(engine):
     recording = RecordingEngine(engine)
+    early = [("lora", t) for t in TEXTS]
+    late = [("lora", f"late question {i}") for i in range(4)]
+    requests = early + [("ia3", "Paris")] + late
+    asyncio.run(_serve(recording, requests, max_batch_size=2, max_batch_wait_ms=1, mixed_batches=False))
+    order = [entry for group in recording.admitted for entry in group]
+    ia3_at = order.index(("ia3", "Paris"))
+    assert all(order.index(entry) > ia3_at for entry in late)  # the quiet adapter went before later busy requests
+
+
+def test_short_requests_join_and_leave_around_a_long_one(engine):
+    long_params = SamplingParams(max_new_tokens=150, stop=("never appears",))
+    short_params = SamplingParams(max_new_tokens=3)
+    finished: list[str] = []
 
     async def scenario():
-        batcher = Batcher(recording, max_batch_size=2, max_batch_wait_ms=1, mixed_batches=False)
+        batcher = Batcher(engine, max_batch_size=8, max_batch_wait_ms=1)
         batcher.start()
+
+        async def run(name, text, adapter, params, delay):
+            await asyncio.sleep(delay)
+            result = await batcher.generate(text, adapter, params)
+            finished.append(name)
+            return result
+
         try:
-            # Four requests for a busy adapter, then one for a quiet one, then four more for the busy one.
-            requests = [("lora", t) for t in TEXTS] + [("ia3", "Paris")] + [("lora", t) for t in TEXTS]
-            await asyncio.gather(*(batcher.generate(t, a, PARAMS) for a, t in requests))
+            return await asyncio.gather(
+                run("long", "The quick brown fox", "lora", long_params, 0),
+                run("short-1", "Paris", "ia3", short_params, 0.01),
+                run("short-2", "Who painted the Mona Lisa?", None, short_params, 0.02),
+            )
         finally:
             await batcher.stop()
 
-    asyncio.run(scenario())
-    assert recording.batches[:3] == [["lora", "lora"], ["lora", "lora"], ["ia3"]]
+    long, short1, short2 = asyncio.run(scenario())
+    assert long.finish_reason == "length" and long.completion_tokens == 150
+    assert finished[-1] == "long"  # the short requests joined the running batch and left before it ended
+    assert long.token_ids == _alone(engine, "lora", "The quick brown fox", long_params)
+    assert short1.token_ids == _alone(engine, "ia3", "Paris", short_params)
+    assert short2.token_ids == _alone(engine, None, "Who painted the Mona Lisa?", short_params)
 
 
 def test_replacing_an_adapter_keeps_queued_requests_on_their_version(engine, adapter_dirs):
-    old = engine.generate(["Paris"], "lora", PARAMS)[0].token_ids
+    old = _alone(engine, "lora", "Paris")
 
     async def scenario():
         batcher = Batcher(engine, max_batch_size=4, max_batch_wait_ms=30)
@@ -97,4 +143,4 @@ def test_replacing_an_adapter_keeps_queued_requests_on_their_version(engine, ada
     finally:
         engine.unregister("swap")
     assert first.token_ids == old
-    assert second.token_ids == engine.generate(["Paris"], "ia3", PARAMS)[0].token_ids
+    assert second.token_ids == _alone(engine, "ia3", "Paris")

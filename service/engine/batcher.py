@@ -1,10 +1,12 @@
-"""Asyncio-facing dynamic batcher: concurrent requests -> forward batches on one model thread.
+"""Asyncio-facing continuous batcher: concurrent requests -> one running batch on one model thread.
 
-Policy: oldest first. A batch starts from the oldest waiting request and takes up to `max_batch_size`
-requests in arrival order: from the whole queue when `mixed_batches` (rows may use different adapters;
-the engine applies a delta per row), else only requests for the oldest request's adapter. Serving by age
-means a busy adapter cannot starve a quiet one. A batch waits at most `max_batch_wait_ms` (counted from
-its oldest request) to fill up.
+Rows join the running batch at token boundaries and leave as soon as they finish, so a long generation
+never holds short ones back. Policy: oldest first. Free places in the running batch (up to
+`max_batch_size`) go to the oldest waiting requests: from the whole queue when `mixed_batches` (rows may
+use different adapters; the engine applies a delta per row); otherwise only requests for the running
+batch's adapter join, and once the oldest waiting request wants another adapter nothing more joins, so
+the batch drains and that adapter goes next. Serving by age means a busy adapter cannot starve a quiet one.
+An idle batcher waits at most `max_batch_wait_ms` (from the oldest request) for a batch to fill up.
 """
 
 from __future__ import annotations
@@ -81,15 +83,17 @@ class Batcher:
         return await self.submit(row)
 
     # -- the loop ---------------------------------------------------------------------------------
-    def _candidates(self) -> list[_Waiting]:
+    def _joining(self, running_key: int | None, free: int) -> list[_Waiting]:
         if self.mixed_batches:
-            return self._queue[: self.max_batch_size]
+            return self._queue[:free]
         key = self._queue[0].key
-        return [w for w in self._queue if w.key == key][: self.max_batch_size]
+        if running_key is not None and key != running_key:
+            return []  # let the running batch drain: the oldest waiting request wants another adapter
+        return [w for w in self._queue if w.key == key][:free]
 
     async def _wait_to_fill(self) -> None:
         deadline = self._queue[0].enqueued + self.max_batch_wait
-        while len(self._candidates()) < self.max_batch_size:
+        while len(self._joining(None, self.max_batch_size)) < self.max_batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -99,28 +103,43 @@ class Batcher:
             except asyncio.TimeoutError:
                 return
 
+    async def _model(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        running = self.engine.new_batch()
+        running_key: int | None = None  # by-adapter mode: the adapter key of the running rows
         while True:
-            if not self._queue:
+            self._queue = [w for w in self._queue if not w.future.done()]  # callers that went away
+            if not len(running) and not self._queue:
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
-            await self._wait_to_fill()
-            batch = self._candidates()
-            taken = set(map(id, batch))
-            self._queue = [w for w in self._queue if id(w) not in taken]
-            batch = [w for w in batch if not w.future.done()]  # the caller went away
-            if not batch:
-                continue
             try:
-                results = await loop.run_in_executor(self._executor, self.engine.generate_rows, [w.row for w in batch])
+                if self._queue and len(running) < self.max_batch_size:
+                    if not len(running):
+                        running_key = None
+                        await self._wait_to_fill()
+                    joining = self._joining(running_key, self.max_batch_size - len(running))
+                    if joining:
+                        taken = set(map(id, joining))
+                        self._queue = [w for w in self._queue if id(w) not in taken]
+                        running_key = joining[0].key
+                        self._resolve(await self._model(running.admit, [w.row for w in joining], [w.future for w in joining]))
+                if len(running):
+                    self._resolve(await self._model(running.step))
             except Exception as exc:  # one broken batch must not take the server down
-                log.exception("batch of %d rows failed", len(batch))
-                for waiting in batch:
+                log.exception("the running batch failed")
+                for state in running.states:
+                    if not state.ticket.done():
+                        state.ticket.set_exception(exc)
+                for waiting in locals().get("joining") or []:
                     if not waiting.future.done():
                         waiting.future.set_exception(exc)
-                continue
-            for waiting, result in zip(batch, results):
-                if not waiting.future.done():
-                    waiting.future.set_result(result)
+                running = self.engine.new_batch()
+
+    @staticmethod
+    def _resolve(finished) -> None:
+        for state in finished:
+            if not state.ticket.done():
+                state.ticket.set_result(state.result())

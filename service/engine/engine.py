@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from service.engine.base_model import BaseModel
 from service.engine.batch import RowRequest
 from service.engine.deltas import CompiledDelta, compile_adapter
-from service.engine.generate import GenerationResult, generate_batch
+from service.engine.generate import EngineStats, GenerationResult, RunningBatch, generate_batch
 from service.engine.runtime import LinearDeltaRuntime
 from service.engine.sampling import SamplingParams
 from service.errors import AdapterNotFound, InvalidRequest
@@ -19,19 +18,12 @@ from service.errors import AdapterNotFound, InvalidRequest
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class EngineStats:
-    batches: int = 0  # forward batches run (prefill + decode of one group of rows)
-    rows: int = 0
-    generated_tokens: int = 0
-
-
 class Engine:
     def __init__(self, base: BaseModel):
         self.base = base
         self.runtime = LinearDeltaRuntime(base.model)
         self._adapters: dict[str, CompiledDelta] = {}
-        self._step_lock = threading.Lock()  # the model runs one batch at a time
+        self._model_lock = threading.Lock()  # one forward pass at a time: the hooks share one plan
         self.stats = EngineStats()
 
     # -- adapters ---------------------------------------------------------------------------------
@@ -83,13 +75,13 @@ class Engine:
             )
         return RowRequest(prompt_ids=prompt_ids, delta=delta, params=params)
 
+    def new_batch(self) -> RunningBatch:
+        """An empty running batch that rows can join and leave at token boundaries (the batcher's)."""
+        return RunningBatch(self.base, self.runtime, self.stats, self._model_lock)
+
     def generate_rows(self, rows: list[RowRequest]) -> list[GenerationResult]:
-        with self._step_lock:
-            results = generate_batch(self.base, self.runtime, rows)
-            self.stats.batches += 1
-            self.stats.rows += len(rows)
-            self.stats.generated_tokens += sum(r.completion_tokens for r in results)
-        return results
+        """Run `rows` together to completion (rows may use different deltas)."""
+        return generate_batch(self.new_batch(), rows)
 
     def generate(
         self, texts: list[str], adapter: str | None = None, params: SamplingParams | None = None

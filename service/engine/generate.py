@@ -1,14 +1,20 @@
-"""The decode loop: the only place that steps the model."""
+"""The decode loop: the only place that steps the model.
+
+`RunningBatch` holds the rows decoding together. New rows join at a token boundary (they are prefilled on
+their own, then their KV cache is merged in) and finished rows leave at once, so a long generation never
+holds short ones back (continuous batching). Every row carries its own delta, or none.
+"""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import torch
-from transformers import DynamicCache
 
+from service.engine import kv_cache
 from service.engine.base_model import BaseModel
-from service.engine.batch import LinearPlan, RowRequest, build_prefill
+from service.engine.batch import LinearPlan, RowRequest, build_prefill, group_rows
 from service.engine.runtime import LinearDeltaRuntime
 from service.engine.sampling import make_generator, next_tokens
 
@@ -22,12 +28,14 @@ class GenerationResult:
     token_ids: list[int] = field(default_factory=list)  # the completion's tokens, without end-of-sequence
 
 
-class _RowState:
-    """Per-row bookkeeping while a batch decodes."""
+class RowState:
+    """One row's progress: its request, tokens so far, sampling generator, and why it finished."""
 
-    def __init__(self, row: RowRequest, base: BaseModel):
+    def __init__(self, row: RowRequest, base: BaseModel, ticket: object = None):
         self.row = row
         self.base = base
+        self.ticket = ticket  # the caller's handle for this row (the batcher's future)
+        self.generator = make_generator(row.params, base.device)
         self.tokens: list[int] = []
         self.text = ""
         self.finish_reason: str | None = None
@@ -61,53 +69,128 @@ class _RowState:
         )
 
 
-def _new_cache(base: BaseModel, kv_prefix) -> DynamicCache:
-    cache = DynamicCache(config=base.model.config)
-    if kv_prefix is not None:
-        for layer, (keys, values) in enumerate(kv_prefix):
-            cache.update(keys, values, layer)
-    return cache
+@dataclass
+class EngineStats:
+    forward_passes: int = 0  # prefill and decode passes through the model
+    prefills: int = 0  # groups of rows admitted together (each one prefill pass)
+    rows: int = 0  # rows admitted
+    generated_tokens: int = 0
+    most_rows: int = 0  # the most rows one forward pass has carried
 
 
-@torch.inference_mode()
-def generate_batch(base: BaseModel, runtime: LinearDeltaRuntime, rows: list[RowRequest]) -> list[GenerationResult]:
-    """Run one batch to completion. Rows may use different deltas (or none); each row's tokens equal what it
-    would get alone."""
-    prefill = build_prefill(rows, base)
-    states = [_RowState(row, base) for row in rows]
-    params = [row.params for row in rows]
-    generators = [make_generator(p, base.device) for p in params]
-    cache = _new_cache(base, prefill.kv_prefix)
-    mask = prefill.attention_mask
-    positions = prefill.position_ids[:, -1:]
+class RunningBatch:
+    def __init__(self, base: BaseModel, runtime: LinearDeltaRuntime, stats: EngineStats | None = None,
+                 lock: threading.Lock | None = None):
+        self.base = base
+        self.runtime = runtime
+        self.stats = stats or EngineStats()
+        # The hooks read one shared plan: two batches must never run the model at the same time.
+        self.lock = lock or threading.Lock()
+        self.states: list[RowState] = []
+        self.cache = None  # DynamicCache, rows left-padded to one length
+        self.mask: torch.Tensor | None = None  # [B, cache length + 1] long: the cache plus the pending token
+        self.positions: torch.Tensor | None = None  # [B, 1] position of each row's pending token
+        self.pending: torch.Tensor | None = None  # [B, 1] each row's last chosen token, not yet in the cache
+        self.plan = LinearPlan.from_groups([])
 
-    with runtime.active(LinearPlan.from_groups(prefill.groups)):
-        out = base.model(
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def _forward(self, plan: LinearPlan, **inputs):
+        self.stats.forward_passes += 1
+        self.stats.most_rows = max(self.stats.most_rows, inputs["attention_mask"].shape[0])
+        with self.lock, self.runtime.active(plan):
+            return self.base.model(use_cache=True, logits_to_keep=1, **inputs)
+
+    def _choose(self, logits: torch.Tensor, states: list[RowState]) -> torch.Tensor:
+        chosen = next_tokens(logits[:, -1, :].float(), [s.row.params for s in states], [s.generator for s in states])
+        for state, token in zip(states, chosen.tolist()):
+            state.add(token)
+        return chosen
+
+    @torch.inference_mode()
+    def admit(self, rows: list[RowRequest], tickets: list[object] | None = None) -> list[RowState]:
+        """Prefill `rows` and let them join; returns rows already finished after their first token."""
+        states = [RowState(row, self.base, ticket) for row, ticket in zip(rows, tickets or [None] * len(rows))]
+        self.stats.prefills += 1
+        self.stats.rows += len(rows)
+        prefill = build_prefill(rows, self.base)
+        cache = kv_cache.new_cache(self.base.model.config, prefill.kv_prefix)
+        out = self._forward(
+            LinearPlan.from_groups(prefill.groups),
             inputs_embeds=prefill.inputs_embeds,
-            attention_mask=mask,
+            attention_mask=prefill.attention_mask,
             position_ids=prefill.position_ids,
             past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
         )
-        while True:
-            chosen = next_tokens(out.logits[:, -1, :].float(), params, generators)
-            for state, token in zip(states, chosen.tolist()):
-                if state.finish_reason is None:
-                    state.add(token)
-            if all(state.finish_reason is not None for state in states):
-                break
-            # Finished rows keep stepping on a pad token; their output is ignored.
-            done = torch.tensor([s.finish_reason is not None for s in states], device=base.device)
-            next_ids = chosen.masked_fill(done, base.pad_token_id).unsqueeze(-1)
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
-            positions = positions + 1
-            out = base.model(
-                input_ids=next_ids,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-    return [state.result() for state in states]
+        chosen = self._choose(out.logits, states)
+        mask = torch.cat([prefill.attention_mask, torch.ones_like(prefill.attention_mask[:, :1])], dim=-1)
+        positions = prefill.position_ids[:, -1:] + 1
+        if self.states:
+            width = max(self.mask.shape[1], mask.shape[1])
+            self.cache = kv_cache.merge(self.cache, cache, self.base.model.config)
+            self.mask = torch.cat([kv_cache.left_pad_mask(self.mask, width), kv_cache.left_pad_mask(mask, width)])
+            self.positions = torch.cat([self.positions, positions])
+            self.pending = torch.cat([self.pending, chosen.unsqueeze(-1)])
+        else:
+            self.cache, self.mask, self.positions, self.pending = cache, mask, positions, chosen.unsqueeze(-1)
+        self.states += states
+        finished = self._release_finished()
+        self._plan_rows()
+        return finished
+
+    @torch.inference_mode()
+    def step(self) -> list[RowState]:
+        """One decode step for every row; returns the rows that finished."""
+        out = self._forward(
+            self.plan,
+            input_ids=self.pending,
+            attention_mask=self.mask,
+            position_ids=self.positions,
+            past_key_values=self.cache,
+        )
+        chosen = self._choose(out.logits, self.states)
+        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=-1)
+        self.positions = self.positions + 1
+        self.pending = chosen.unsqueeze(-1)
+        finished = self._release_finished()
+        if finished:
+            self._plan_rows()
+        return finished
+
+    def _release_finished(self) -> list[RowState]:
+        finished = [s for s in self.states if s.finish_reason is not None]
+        self.stats.generated_tokens += sum(len(s.tokens) for s in finished)
+        if finished:
+            keep = [i for i, s in enumerate(self.states) if s.finish_reason is None]
+            self.states = [self.states[i] for i in keep]
+            if self.states:
+                index = torch.tensor(keep, device=self.base.device)
+                kv_cache.select_rows(self.cache, index)
+                self.mask = self.mask.index_select(0, index)
+                self.positions = self.positions.index_select(0, index)
+                self.pending = self.pending.index_select(0, index)
+                # Columns that are padding for every remaining row are dead weight: drop them.
+                # (The mask's last column is the pending token, which is not in the cache yet.)
+                dead = int((self.mask[:, :-1].sum(0) > 0).long().argmax())
+                if dead:
+                    kv_cache.drop_leading(self.cache, dead)
+                    self.mask = self.mask[:, dead:]
+            else:
+                self.cache = self.mask = self.positions = self.pending = None
+        return finished
+
+    def _plan_rows(self) -> None:
+        # Rows joined or left: rebuild which rows each delta applies to (only then, not every step).
+        self.plan = LinearPlan.from_groups(group_rows([s.row for s in self.states], self.base.device))
+
+
+def generate_batch(batch: RunningBatch, rows: list[RowRequest]) -> list[GenerationResult]:
+    """Run `rows` together to completion on an empty `batch`; each row's tokens equal what it would get alone."""
+    results: dict[int, GenerationResult] = {}
+    for state in batch.admit(rows, tickets=list(range(len(rows)))):
+        results[state.ticket] = state.result()
+    while len(batch):
+        for state in batch.step():
+            results[state.ticket] = state.result()
+    return [results[i] for i in range(len(rows))]
