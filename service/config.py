@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     # Adapter store.
     adapters_dir: Path = Path("adapters/store")
     max_upload_bytes: int = 256 * 1024 * 1024
+    max_resident_adapters: int = 64  # compiled adapters kept on the model's device (LRU beyond that)
+    max_cpu_adapters: int = 512  # more kept compiled in CPU memory when the model is on a GPU
+    pinned_adapters: Annotated[list[str], NoDecode] = Field(default_factory=list)  # never evicted; env: comma-separated
     load_demo_adapters: bool = True  # install adapters/demo (and its pipelines) into the store at start-up
     demo_adapters_dir: Path = Path("adapters/demo")
 
@@ -34,7 +37,7 @@ class Settings(BaseSettings):
     admin_key: str | None = None
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # env: comma-separated
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "pinned_adapters", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import __version__
-from service.api import adapters, generate, health, pipelines
+from service.api import adapters, generate, health, pipelines, stats
 from service.api.errors import install_error_handlers
 from service.config import Settings
 from service.engine.base_model import BaseModel
@@ -35,6 +35,6 @@ def create_app(settings: Settings | None = None, *, base: BaseModel | None = Non
 
     app = FastAPI(title="DeltaServe", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
-    for module in (health, generate, adapters, pipelines):
+    for module in (health, generate, adapters, pipelines, stats):
         app.include_router(module.router)
     return app

@@ -37,15 +37,30 @@ def apply_template(template: str | None, text: str) -> str:
 def build_state(settings: Settings, base: BaseModel | None = None) -> ServiceState:
     """Load the base model (unless one is given, as tests do), open the store, compile every stored adapter."""
     base = base or load_base_model(settings)
-    engine = Engine(base)
+    engine = Engine(
+        base, max_resident_adapters=settings.max_resident_adapters, max_cpu_adapters=settings.max_cpu_adapters
+    )
     store = AdapterStore(settings.adapters_dir, settings.max_upload_bytes)
     if settings.load_demo_adapters:
         install_demo(settings.demo_adapters_dir, store, engine)
-    for record in store.list():
+    # Compile the pinned and the most recently updated adapters now (up to what the device tier holds);
+    # the rest of a large store is compiled on first use.
+    records = store.list()
+    recent = sorted(records, key=lambda r: r.updated_at, reverse=True)[: settings.max_resident_adapters]
+    eager = {r.name for r in recent} | set(settings.pinned_adapters)
+    for record in records:
         try:
-            engine.load(record.name, store.files(record.name))
+            if record.name in eager:
+                engine.load(record.name, store.files(record.name))
+            else:
+                engine.know(record.name, store.files(record.name))
         except DeltaServeError as exc:  # e.g. stored for another base model: skip it, keep serving the rest
             log.warning("Skipping stored adapter %s: %s", record.name, exc.message)
+    for name in settings.pinned_adapters:
+        if name in engine.names():
+            engine.adapters.pin(name)
+        else:
+            log.warning("Pinned adapter %s is not in the store", name)
     batcher = Batcher(
         engine,
         max_batch_size=settings.max_batch_size,

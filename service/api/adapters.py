@@ -92,7 +92,7 @@ async def put_adapter(name: str, request: Request, response: Response, state: St
     result = await asyncio.to_thread(
         store.put, name, staged, state.engine.compile, description=description, prompt_template=prompt_template
     )
-    state.engine.register(name, result.inspection)
+    state.engine.register(name, result.inspection, store.files(name))
     response.status_code = 201 if result.created else 200
     return result.record.to_dict()
 

@@ -7,22 +7,32 @@ import threading
 import time
 from pathlib import Path
 
+import torch
+
+from service.engine.adapter_cache import AdapterCache
 from service.engine.base_model import BaseModel
 from service.engine.batch import RowRequest
 from service.engine.deltas import CompiledDelta, compile_adapter
 from service.engine.generate import EngineStats, GenerationResult, RunningBatch, generate_batch
 from service.engine.runtime import LinearDeltaRuntime
 from service.engine.sampling import SamplingParams
-from service.errors import AdapterNotFound, InvalidRequest
+from service.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, base: BaseModel):
+    def __init__(self, base: BaseModel, *, max_resident_adapters: int = 64, max_cpu_adapters: int = 512):
         self.base = base
         self.runtime = LinearDeltaRuntime(base.model)
-        self._adapters: dict[str, CompiledDelta] = {}
+        self.adapters = AdapterCache(
+            lambda directory: compile_adapter(Path(directory), base, device=torch.device("cpu")),
+            device=base.device,
+            dtype=base.dtype,
+            max_device=max_resident_adapters,
+            max_cpu=max_cpu_adapters,
+            on_device=lambda delta: self.runtime.ensure_hooks(set(delta.linear)),
+        )
         self._model_lock = threading.Lock()  # one forward pass at a time: the hooks share one plan
         self.stats = EngineStats()
 
@@ -31,31 +41,30 @@ class Engine:
         """Check and compile an adapter directory without registering it (raises AdapterError)."""
         return compile_adapter(Path(directory), self.base)
 
-    def register(self, name: str, delta: CompiledDelta) -> None:
-        # Requests already holding the previous object finish on it: swapping the entry is the whole switch.
-        self.runtime.ensure_hooks(set(delta.linear))
-        self._adapters[name] = delta
+    def register(self, name: str, delta: CompiledDelta, source: Path | None = None) -> None:
+        """Serve `delta` as `name` from now on. Requests already holding the previous version finish on it:
+        swapping the entry is the whole switch. Without `source` it can never be evicted."""
+        self.adapters.add(name, source, delta)
 
     def load(self, name: str, directory: Path) -> CompiledDelta:
         started = time.perf_counter()
         delta = self.compile(directory)
-        self.register(name, delta)
+        self.register(name, delta, directory)
         log.info("Loaded adapter %s (%s) in %.1f ms", name, delta.kind, (time.perf_counter() - started) * 1000)
         return delta
 
+    def know(self, name: str, directory: Path) -> None:
+        """Serve `name` from `directory`, compiled on first use (start-up with thousands of adapters)."""
+        self.adapters.add(name, directory)
+
     def unregister(self, name: str) -> None:
-        self._adapters.pop(name, None)
+        self.adapters.remove(name)
 
     def get(self, name: str | None) -> CompiledDelta | None:
-        if name is None:
-            return None
-        try:
-            return self._adapters[name]
-        except KeyError:
-            raise AdapterNotFound(f"adapter '{name}' is not loaded") from None
+        return None if name is None else self.adapters.get(name)
 
     def names(self) -> list[str]:
-        return sorted(self._adapters)
+        return self.adapters.names()
 
     # -- generation -------------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:

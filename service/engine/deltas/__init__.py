@@ -53,10 +53,11 @@ def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
         raise InvalidAdapterWeights(f"{WEIGHTS_FILE} could not be read as safetensors: {exc}") from None
 
 
-def compile_adapter(directory: Path, base) -> CompiledDelta:
-    """Parse, check against `base` (a BaseModel) and compile; raises an AdapterError naming any mismatch."""
+def compile_adapter(directory: Path, base, device: torch.device | None = None) -> CompiledDelta:
+    """Parse, check against `base` (a BaseModel) and compile onto `device` (default: the base model's), in the
+    base model's dtype; raises an AdapterError naming any mismatch."""
     config = read_adapter_config(directory)
     tensors = _read_weights(directory)
     kind = kind_for(str(config.peft_type.value if hasattr(config.peft_type, "value") else config.peft_type))
     compiled = kind.compile(config, tensors, base)
-    return compiled.to(base.device, base.dtype)
+    return compiled.to(device or base.device, base.dtype)

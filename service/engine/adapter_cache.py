@@ -1,0 +1,150 @@
+"""Where compiled adapters live: a bounded tier on the model's device, a bounded CPU tier, and the disk.
+
+`get(name)` returns the adapter on the model's device: from the device tier (a hit), promoted from the
+CPU tier, or compiled from its directory on disk (a cold load). Past `max_device` (and `max_cpu`) the
+least recently used unpinned adapter moves down a tier (and off the CPU tier, back to disk only). When the
+model runs on the CPU the two tiers are one. Requests that already hold an adapter keep it alive: evicting
+only drops the cache's reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from service.engine.deltas import CompiledDelta
+from service.errors import AdapterNotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AdapterCacheStats:
+    hits: int = 0  # already on the model's device
+    promotions: int = 0  # moved up from the CPU tier
+    loads: int = 0  # compiled from disk (cold)
+    evictions: int = 0  # moved off the device tier
+    cpu_evictions: int = 0  # dropped from the CPU tier (back to disk only)
+    load_ms_total: float = 0.0
+    load_ms_last: float = 0.0
+
+
+class AdapterCache:
+    def __init__(
+        self,
+        compile_fn: Callable[[Path], CompiledDelta],  # directory -> compiled on the CPU, in the model's dtype
+        device: torch.device,
+        dtype: torch.dtype,
+        max_device: int,
+        max_cpu: int,
+        on_device: Callable[[CompiledDelta], None] = lambda delta: None,  # called once per adapter made resident
+        cpu_tier: bool | None = None,  # default: only when the device is not the CPU
+    ):
+        self._compile = compile_fn
+        self._device, self._dtype = device, dtype
+        self._separate_cpu_tier = device.type != "cpu" if cpu_tier is None else cpu_tier
+        self.max_device, self.max_cpu = max_device, max_cpu
+        self._on_device = on_device
+        self._sources: dict[str, Path | None] = {}  # every known adapter; None: no files, never evicted
+        self._resident: OrderedDict[str, CompiledDelta] = OrderedDict()  # on the device, least recent first
+        self._cpu: OrderedDict[str, CompiledDelta] = OrderedDict()
+        self._pinned: set[str] = set()
+        self._lock = threading.RLock()
+        self.stats = AdapterCacheStats()
+
+    # -- registration -----------------------------------------------------------------------------
+    def add(self, name: str, source: Path | None, compiled: CompiledDelta | None = None) -> None:
+        """Know `name` (replacing any previous version); `compiled`, when given, becomes resident now."""
+        with self._lock:
+            self._forget(name)
+            self._sources[name] = None if source is None else Path(source)
+            if compiled is not None:
+                self._make_resident(name, compiled)
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            self._forget(name)
+            self._sources.pop(name, None)
+            self._pinned.discard(name)
+
+    def pin(self, name: str) -> None:
+        with self._lock:
+            self._require(name)
+            self._pinned.add(name)
+
+    def unpin(self, name: str) -> None:
+        with self._lock:
+            self._pinned.discard(name)
+
+    # -- lookup -----------------------------------------------------------------------------------
+    def get(self, name: str) -> CompiledDelta:
+        with self._lock:
+            self._require(name)
+            if name in self._resident:
+                self._resident.move_to_end(name)
+                self.stats.hits += 1
+                return self._resident[name]
+            if name in self._cpu:
+                self.stats.promotions += 1
+                return self._make_resident(name, self._cpu.pop(name))
+            started = time.perf_counter()
+            compiled = self._compile(self._sources[name])
+            elapsed = (time.perf_counter() - started) * 1000
+            self.stats.loads += 1
+            self.stats.load_ms_total += elapsed
+            self.stats.load_ms_last = elapsed
+            log.info("Loaded adapter %s (%s) from disk in %.1f ms", name, compiled.kind, elapsed)
+            return self._make_resident(name, compiled)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._sources)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {
+                **asdict(self.stats),
+                "known": len(self._sources),
+                "resident": list(self._resident),
+                "cpu": list(self._cpu),
+                "pinned": sorted(self._pinned),
+                "max_device": self.max_device,
+                "max_cpu": self.max_cpu if self._separate_cpu_tier else 0,
+            }
+
+    # -- tiers ------------------------------------------------------------------------------------
+    def _require(self, name: str) -> None:
+        if name not in self._sources:
+            raise AdapterNotFound(f"adapter '{name}' is not loaded")
+
+    def _forget(self, name: str) -> None:
+        self._resident.pop(name, None)
+        self._cpu.pop(name, None)
+
+    def _make_resident(self, name: str, compiled: CompiledDelta) -> CompiledDelta:
+        on_device = compiled.to(self._device, self._dtype)
+        self._on_device(on_device)
+        self._resident[name] = on_device
+        self._evict()
+        return on_device
+
+    def _evictable(self, tier: OrderedDict) -> str | None:
+        # Adapters with no files on disk could not come back, so they stay like pinned ones.
+        return next((n for n in tier if n not in self._pinned and self._sources.get(n) is not None), None)
+
+    def _evict(self) -> None:
+        while len(self._resident) > self.max_device and (name := self._evictable(self._resident)):
+            compiled = self._resident.pop(name)
+            self.stats.evictions += 1
+            if self._separate_cpu_tier and self.max_cpu > 0:
+                self._cpu[name] = compiled.to(torch.device("cpu"), self._dtype)
+        while len(self._cpu) > self.max_cpu and (name := self._evictable(self._cpu)):
+            self._cpu.pop(name)
+            self.stats.cpu_evictions += 1
