@@ -1,0 +1,257 @@
+"""Side-by-side benchmark: our engine vs plain transformers / PEFT vs the base model alone, in one run.
+
+Random-initialised Llama-architecture models of real shapes (speed does not depend on weight values);
+every prompt has the same length and generation ignores end-of-sequence, so every row makes exactly
+`--new` tokens. Ratios only count within one run: absolute figures move between machines.
+
+    python -m bench.run --shape smollm2-135m --batch 32 --prompt 64 --new 64          # GPU defaults
+    python -m bench.run --shape smollm2-135m --batch 8 --prompt 32 --new 32 --skip-static   # CPU-sized
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import platform
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import peft
+import torch
+import transformers
+from peft import (
+    IA3Config,
+    LoraConfig,
+    PrefixTuningConfig,
+    PromptEncoderConfig,
+    PromptTuningConfig,
+    get_peft_model,
+)
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from tokenizers import Tokenizer, models
+
+from service.engine import Engine, SamplingParams
+from service.engine.base_model import wrap_base_model
+from service.engine.batch import LinearPlan, RowRequest, group_rows
+from service.engine.batcher import Batcher
+from service.engine.deltas import compile_adapter
+
+SHAPES = {
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=512),
+    "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, vocab_size=49152),
+    "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, vocab_size=128256),
+    "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, vocab_size=128256),
+}
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, reps: int) -> float:
+    fn()  # warm-up
+    sync(device)
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def word_level_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+    # A real tokenizer object over the model's whole vocabulary: token ids map one to one.
+    vocab = {f"t{i}": i for i in range(vocab_size)}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="t0", eos_token="t1")
+
+
+def adapter_configs(count: int) -> list[tuple[str, object]]:
+    """`count` adapters cycling through every kind: LoRA ranks 8-64, IA3, prompt tuning, P-tuning, prefix."""
+    kinds = [
+        ("lora-r8", LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, target_modules=ATTENTION, init_lora_weights=False)),
+        ("lora-r16", LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, target_modules=ATTENTION, init_lora_weights=False)),
+        ("lora-r64", LoraConfig(task_type="CAUSAL_LM", r=64, lora_alpha=64, target_modules=ATTENTION + ["down_proj"], init_lora_weights=False)),
+        ("ia3", IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"])),
+        ("prompt", PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20)),
+        ("ptuning", PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=16, encoder_hidden_size=128)),
+        ("prefix", PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=16)),
+    ]
+    return [(f"{kinds[i % len(kinds)][0]}-{i}", kinds[i % len(kinds)][1]) for i in range(count)]
+
+
+def save_adapters(model, configs, root: Path) -> dict[str, Path]:
+    paths = {}
+    for name, config in configs:
+        peft_model = get_peft_model(model, copy.deepcopy(config))
+        peft_model.save_pretrained(str(root / name))
+        # Take the adapter back out so the next one starts from the plain base model.
+        model = peft_model.unload() if not peft_model.peft_config["default"].is_prompt_learning else peft_model.base_model
+        paths[name] = root / name
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", choices=SHAPES, default="smollm2-135m")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--prompt", type=int, default=64)
+    parser.add_argument("--new", type=int, default=64)
+    parser.add_argument("--adapters", type=int, default=32, help="distinct adapters in the mixed batch")
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-static", action="store_true", help="skip HF's static-cache generate (slow to compile on CPU)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    B, P, N = args.batch, args.prompt, args.new
+    torch.manual_seed(0)
+    config = LlamaConfig(**SHAPES[args.shape], max_position_embeddings=4096, tie_word_embeddings=True)
+    with torch.device(device):
+        model = LlamaForCausalLM(config).to(dtype).eval()
+    model.generation_config.pad_token_id = 0
+    model.generation_config.eos_token_id = None  # every row makes exactly N tokens
+    tokenizer = word_level_tokenizer(config.vocab_size)
+    ids = torch.randint(10, config.vocab_size, (B, P), device=device)
+    mask = torch.ones_like(ids)
+    gen = dict(max_new_tokens=N, min_new_tokens=N, do_sample=False)
+    tokens = B * N
+    results: dict = {
+        "setup": {"shape": args.shape, "batch": B, "prompt_tokens": P, "new_tokens": N, "adapters": args.adapters,
+                  "device": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu",
+                  "dtype": str(dtype).removeprefix("torch."), "torch": torch.__version__,
+                  "transformers": transformers.__version__, "peft": peft.__version__},
+        "tok_s": {},
+    }
+
+    def record(label: str, seconds: float, count: int = tokens) -> None:
+        results["tok_s"][label] = count / seconds
+        print(f"{label:38s} {count / seconds:10.1f} tokens/s", flush=True)
+
+    with torch.inference_mode():
+        record("hf_generate_eager", timed(lambda: model.generate(input_ids=ids, attention_mask=mask, **gen), device, args.reps))
+        if not args.skip_static:
+            record("hf_generate_static_cache", timed(
+                lambda: model.generate(input_ids=ids, attention_mask=mask, cache_implementation="static", **gen), device, args.reps))
+
+    workdir = Path(tempfile.mkdtemp(prefix="deltaserve-bench-"))
+    configs = adapter_configs(args.adapters)
+    paths = save_adapters(model, configs, workdir)
+    lora_names = [name for name, _ in configs if name.startswith("lora")]
+
+    # -- plain PEFT --------------------------------------------------------------------------------
+    lora = LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, target_modules=ATTENTION, init_lora_weights=False)
+    peft_model = get_peft_model(model, lora, adapter_name="a0")
+    for i in range(1, args.adapters):
+        peft_model.add_adapter(f"a{i}", lora)
+    peft_model.eval()
+    with torch.inference_mode():
+        peft_model.set_adapter("a0")
+        record("peft_one_lora", timed(lambda: peft_model.generate(input_ids=ids, attention_mask=mask, **gen), device, 1))
+        names = [f"a{i % args.adapters}" for i in range(B)]
+        record(f"peft_mixed_{args.adapters}_lora", timed(
+            lambda: peft_model.generate(input_ids=ids, attention_mask=mask, adapter_names=names, **gen), device, 1))
+
+        def one_by_one():
+            for i in range(min(B, 8)):
+                peft_model.set_adapter(f"a{i % args.adapters}")
+                peft_model.generate(input_ids=ids[i : i + 1], attention_mask=mask[i : i + 1], **gen)
+
+        record("peft_set_adapter_per_request_bs1", timed(one_by_one, device, 1), count=min(B, 8) * N)
+        started = time.perf_counter()
+        for i in range(20):
+            peft_model.set_adapter(f"a{i % args.adapters}")
+        sync(device)
+        results["peft_set_adapter_ms"] = (time.perf_counter() - started) / 20 * 1000
+    model = peft_model.unload()
+    del peft_model
+
+    # -- ours --------------------------------------------------------------------------------------
+    base = wrap_base_model(model, tokenizer, name=args.shape)
+    base.eos_token_ids = frozenset()  # as min_new_tokens above: exactly N tokens per row
+    engine = Engine(base, max_resident_adapters=max(64, args.adapters))
+    for name, path in paths.items():
+        engine.load(name, path)
+    params = SamplingParams(max_new_tokens=N)
+    prompts = [row.tolist() for row in ids.cpu()]
+
+    def rows_for(adapters):
+        return [RowRequest(prompt_ids=p, delta=engine.get(a), params=params) for p, a in zip(prompts, adapters)]
+
+    record("ours_no_adapter", timed(lambda: engine.generate_rows(rows_for([None] * B)), device, args.reps))
+    record("ours_one_lora", timed(lambda: engine.generate_rows(rows_for([lora_names[1 % len(lora_names)]] * B)), device, args.reps))
+    mixed = [configs[i % len(configs)][0] for i in range(B)]
+    record(f"ours_mixed_{args.adapters}_all_kinds", timed(lambda: engine.generate_rows(rows_for(mixed)), device, args.reps))
+
+    # Switching a resident adapter: resolving it and building the batch's per-row plan.
+    switch_names = [name for name, _ in configs][:8]
+    switch_rows = [rows_for([name] * B) for name in switch_names]
+    started = time.perf_counter()
+    for i in range(200):
+        engine.get(switch_names[i % len(switch_names)])
+        LinearPlan.from_groups(group_rows(switch_rows[i % len(switch_rows)], device))
+    results["ours_switch_resident_ms"] = (time.perf_counter() - started) / 200 * 1000
+    # Cold load: a rank-16 LoRA compiled from disk onto the device.
+    r16 = paths[next(n for n in lora_names if n.startswith("lora-r16"))]
+    loads = []
+    for _ in range(5):
+        started = time.perf_counter()
+        compile_adapter(r16, base)
+        sync(device)
+        loads.append((time.perf_counter() - started) * 1000)
+    results["ours_cold_load_lora_r16_ms"] = statistics.median(loads)
+
+    # Latency under a steady stream of mixed requests through the continuous batcher.
+    async def stream(count: int, rate_per_s: float) -> list[float]:
+        batcher = Batcher(engine, max_batch_size=B, max_batch_wait_ms=2)
+        batcher.start()
+        rng = random.Random(0)
+        latencies = []
+
+        async def one(i: int):
+            await asyncio.sleep(i / rate_per_s + rng.random() / rate_per_s)
+            started = time.perf_counter()
+            row = rows_for([mixed[i % len(mixed)]])[0]
+            row.prompt_ids = prompts[i % B]
+            await batcher.submit(row)
+            latencies.append((time.perf_counter() - started) * 1000)
+
+        try:
+            await asyncio.gather(*(one(i) for i in range(count)))
+        finally:
+            await batcher.stop()
+        return sorted(latencies)
+
+    mixed_rate = results["tok_s"][f"ours_mixed_{args.adapters}_all_kinds"] / N * 0.5  # half of capacity
+    latencies = asyncio.run(stream(4 * B, mixed_rate))
+    results["stream"] = {"requests": len(latencies), "rate_per_s": mixed_rate,
+                         "p50_ms": latencies[len(latencies) // 2], "p99_ms": latencies[int(len(latencies) * 0.99) - 1]}
+
+    tok = results["tok_s"]
+    results["ratios"] = {
+        "ours_mixed_vs_ours_no_adapter": tok[f"ours_mixed_{args.adapters}_all_kinds"] / tok["ours_no_adapter"],
+        "ours_no_adapter_vs_hf_eager": tok["ours_no_adapter"] / tok["hf_generate_eager"],
+        "ours_one_lora_vs_peft_one_lora": tok["ours_one_lora"] / tok["peft_one_lora"],
+        "ours_mixed_vs_peft_mixed_lora": tok[f"ours_mixed_{args.adapters}_all_kinds"] / tok[f"peft_mixed_{args.adapters}_lora"],
+    }
+    if "hf_generate_static_cache" in tok:
+        results["ratios"]["ours_no_adapter_vs_hf_static"] = tok["ours_no_adapter"] / tok["hf_generate_static_cache"]
+    print(json.dumps({k: v for k, v in results.items() if k != "tok_s"}, indent=1))
+    out = args.out or Path(__file__).parent / "results" / f"{args.shape}-{device.type}-b{B}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
