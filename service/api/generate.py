@@ -18,7 +18,9 @@ async def complete(state: ServiceState, adapter: str | None, texts: list[str], p
     if params.max_new_tokens > state.settings.max_new_tokens_limit:
         raise InvalidRequest(f"max_new_tokens may be at most {state.settings.max_new_tokens_limit}")
     engine = state.engine
-    delta = engine.get(adapter)  # resolved once: a replacement uploaded meanwhile does not mix in
+    # Resolved once: a replacement uploaded meanwhile does not mix in. In a thread: a cold adapter is
+    # compiled from disk here, which must not stall the event loop.
+    delta = await asyncio.to_thread(engine.get, adapter)
     template = state.prompt_template(adapter)
     sampling = params.sampling()
     rows = [engine.make_row(apply_template(template, text), delta, sampling) for text in texts]
