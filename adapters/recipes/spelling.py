@@ -21,14 +21,15 @@ RECIPE = Recipe(
     ),
     prompt_template="<|im_start|>user\nFix the spelling: {text}<|im_end|>\n<|im_start|>assistant\n",
     description="Corrects typos in a question and returns only the corrected question (LoRA r=16).",
-    learning_rate=5e-4,
-    steps=450,
+    learning_rate=6e-4,
+    steps=1600,
+    warmup_steps=50,
 )
 
 
 def training_pairs() -> list[tuple[str, str]]:
     train_questions, _ = split(all_questions())
-    return spelling_pairs(train_questions, seed=1, clean_fraction=0.2, copies=2)
+    return spelling_pairs(train_questions, seed=1, clean_fraction=0.2, copies=3)
 
 
 if __name__ == "__main__":
