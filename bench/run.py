@@ -174,7 +174,6 @@ def main() -> None:
         sync(device)
         results["peft_set_adapter_ms"] = (time.perf_counter() - started) / 20 * 1000
     model = peft_model.unload()
-    del peft_model
 
     # -- ours --------------------------------------------------------------------------------------
     base = wrap_base_model(model, tokenizer, name=args.shape)
