@@ -49,6 +49,11 @@ class CompiledDelta:
         return 0 if self.kv_prefix is None else self.kv_prefix.shape[3]
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "CompiledDelta":
+        """Onto `device` for a base model in `dtype`. Virtual tokens and prefixes take the model's dtype, as in
+        PEFT. LoRA and IA3 weights stay float32 on a half-precision model, as PEFT keeps them by default
+        (autocast_adapter_dtype), so their branch is computed in float32 and rounded once, like PEFT's."""
+        linear_dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device=device, dtype=dtype)
 
@@ -56,5 +61,5 @@ class CompiledDelta:
             self,
             virtual_embeddings=move(self.virtual_embeddings),
             kv_prefix=move(self.kv_prefix),
-            linear={name: delta.to(device, dtype) for name, delta in self.linear.items()},
+            linear={name: delta.to(device, linear_dtype) for name, delta in self.linear.items()},
         )

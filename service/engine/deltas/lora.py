@@ -46,8 +46,9 @@ class LoraLinearDelta(LinearDelta):
         return self.lora_a.shape[0]
 
     def apply_output(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # Same operation order as PEFT's Linear.forward, so float results agree bit for bit on one device.
-        return y + F.linear(F.linear(x.to(self.lora_a.dtype), self.lora_a), self.lora_b) * self.scale
+        # Same operations as PEFT's Linear.forward (input cast to the adapter's dtype, sum rounded back to
+        # the output's dtype once), so results agree with PEFT's bit for bit on one device.
+        return (y + F.linear(F.linear(x.to(self.lora_a.dtype), self.lora_a), self.lora_b) * self.scale).to(y.dtype)
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "LoraLinearDelta":
         return LoraLinearDelta(self.lora_a.to(device, dtype), self.lora_b.to(device, dtype), self.scale)
