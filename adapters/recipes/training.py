@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from peft import PeftConfig, get_peft_model
+from peft import PeftConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
 
 from service.config import Settings
@@ -60,13 +60,18 @@ def _batch(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def train(recipe: Recipe, pairs: list[tuple[str, str]], out_dir: Path | None = None) -> Path:
+def train(recipe: Recipe, pairs: list[tuple[str, str]], out_dir: Path | None = None,
+          start_from: Path | None = None) -> Path:
+    """Train `recipe` on (text, target) pairs; `start_from` continues from a saved adapter of the same kind."""
     out_dir = Path(out_dir or DEMO_DIR / recipe.name)
     random.seed(recipe.seed)
     torch.manual_seed(recipe.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     base, tokenizer = base_model_and_tokenizer()
-    model = get_peft_model(base, recipe.peft_config)
+    if start_from is None:
+        model = get_peft_model(base, recipe.peft_config)
+    else:
+        model = PeftModel.from_pretrained(base, str(start_from), is_trainable=True)
     model.print_trainable_parameters()
     examples = [encode(tokenizer, recipe.prompt_template.replace("{text}", text), target) for text, target in pairs]
     print(f"{recipe.name}: {len(examples)} examples, {recipe.steps} steps of {recipe.batch_size}", flush=True)
