@@ -40,9 +40,8 @@ from service.errors import (
     UnsafeArchive,
     UploadError,
 )
+from service.peft_format import CONFIG_FILE, WEIGHTS_FILE
 
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
 ADAPTER_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 # Accepted so a folder written by save_pretrained can be uploaded as is, but not kept.
 DROPPED_FILES = frozenset({"README.md"})

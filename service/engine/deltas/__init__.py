@@ -15,9 +15,7 @@ from service.engine.deltas import ia3, lora, prefix, prompt  # noqa: F401
 from service.engine.deltas.compiled import CompiledDelta, LinearDelta
 from service.engine.deltas.registry import kind_for, supported_peft_types
 from service.errors import InvalidAdapterConfig, InvalidAdapterWeights, UnsupportedAdapter
-
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
+from service.peft_format import CONFIG_FILE, WEIGHTS_FILE
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "CompiledDelta", "LinearDelta", "compile_adapter", "read_adapter_config"]
 
