@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-static", action="store_true", help="skip HF's static-cache generate (slow to compile on CPU)")
+    parser.add_argument("--decode", choices=["auto", "eager", "static"], default="auto",
+                        help="our decode path (auto: static cache + CUDA graphs on a GPU, eager on CPU)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -157,10 +159,10 @@ def main() -> None:
     peft_model.eval()
     with torch.inference_mode():
         peft_model.set_adapter("a0")
-        record("peft_one_lora", timed(lambda: peft_model.generate(input_ids=ids, attention_mask=mask, **gen), device, 1))
+        record("peft_one_lora", timed(lambda: peft_model.generate(input_ids=ids, attention_mask=mask, **gen), device, args.reps))
         names = [f"a{i % args.adapters}" for i in range(B)]
         record(f"peft_mixed_{args.adapters}_lora", timed(
-            lambda: peft_model.generate(input_ids=ids, attention_mask=mask, adapter_names=names, **gen), device, 1))
+            lambda: peft_model.generate(input_ids=ids, attention_mask=mask, adapter_names=names, **gen), device, args.reps))
 
         def one_by_one():
             for i in range(min(B, 8)):
@@ -178,28 +180,53 @@ def main() -> None:
     # -- ours --------------------------------------------------------------------------------------
     base = wrap_base_model(model, tokenizer, name=args.shape)
     base.eos_token_ids = frozenset()  # as min_new_tokens above: exactly N tokens per row
-    engine = Engine(base, max_resident_adapters=max(64, args.adapters))
+    # The cache holds the longest row: prompt, the most virtual/prefix tokens of any adapter above, new tokens.
+    engine = Engine(base, max_resident_adapters=max(64, args.adapters), decode=args.decode, max_batch_size=B,
+                    kv_cache_tokens=P + N + 32)
+    results["setup"]["ours_decode"] = "eager" if engine.decoder is None else (
+        "static+cuda_graphs" if engine.decoder.use_graphs else "static")
     for name, path in paths.items():
         engine.load(name, path)
+    started = time.perf_counter()
+    engine.warm_up()
+    results["ours_warm_up_s"] = time.perf_counter() - started
     params = SamplingParams(max_new_tokens=N)
     prompts = [row.tolist() for row in ids.cpu()]
 
-    def rows_for(adapters):
-        return [RowRequest(prompt_ids=p, delta=engine.get(a), params=params) for p, a in zip(prompts, adapters)]
+    def rows_for(adapters, source=None):
+        return [RowRequest(prompt_ids=p, delta=(source or engine).get(a), params=params) for p, a in zip(prompts, adapters)]
 
     record("ours_no_adapter", timed(lambda: engine.generate_rows(rows_for([None] * B)), device, args.reps))
     record("ours_one_lora", timed(lambda: engine.generate_rows(rows_for([lora_names[1 % len(lora_names)]] * B)), device, args.reps))
     mixed = [configs[i % len(configs)][0] for i in range(B)]
     record(f"ours_mixed_{args.adapters}_all_kinds", timed(lambda: engine.generate_rows(rows_for(mixed)), device, args.reps))
 
-    # Switching a resident adapter: resolving it and building the batch's per-row plan.
-    switch_names = [name for name, _ in configs][:8]
-    switch_rows = [rows_for([name] * B) for name in switch_names]
-    started = time.perf_counter()
-    for i in range(200):
-        engine.get(switch_names[i % len(switch_names)])
-        LinearPlan.from_groups(group_rows(switch_rows[i % len(switch_rows)], device))
-    results["ours_switch_resident_ms"] = (time.perf_counter() - started) / 200 * 1000
+    # Switching adapters between steps: resolving them and setting up the batch's per-row deltas. The static
+    # path's tables keep the weights of adapters already in the batch (only the row -> adapter map changes);
+    # an adapter new to the batch is copied into them. The eager path builds row indices either way.
+    def switch_ms(row_lists) -> float:
+        with torch.inference_mode():
+            if engine.decoder is not None:
+                engine.decoder.tables.assign([row.delta for row in row_lists[-1]])  # the batch so far
+            started = time.perf_counter()
+            for i in range(200):
+                rows = row_lists[i % len(row_lists)]
+                for row in rows[:1]:
+                    engine.get(adapter_of[id(row.delta)])
+                if engine.decoder is not None:
+                    engine.decoder.tables.assign([row.delta for row in rows])
+                else:
+                    LinearPlan.from_groups(group_rows(rows, device))
+            sync(device)
+        return (time.perf_counter() - started) / 200 * 1000
+
+    names = [name for name, _ in configs]
+    adapter_of = {id(engine.get(name)): name for name in names}
+    window = names[:8]
+    results["ours_switch_resident_ms"] = switch_ms([rows_for((window[i:] + window[:i]) * B)[:B] for i in range(8)])
+    # Each step one adapter leaves the batch and another (resident on the device, new to the batch) joins.
+    results["ours_switch_new_to_batch_ms"] = switch_ms(
+        [rows_for([names[(i + k) % len(names)] for k in range(8)] * B)[:B] for i in range(len(names))])
     # Cold load: a rank-16 LoRA compiled from disk onto the device.
     r16 = paths[next(n for n in lora_names if n.startswith("lora-r16"))]
     loads = []
@@ -236,6 +263,16 @@ def main() -> None:
     results["stream"] = {"requests": len(latencies), "rate_per_s": mixed_rate,
                          "p50_ms": latencies[len(latencies) // 2], "p99_ms": latencies[int(len(latencies) * 0.99) - 1]}
 
+    if engine.decoder is not None:
+        # Our eager path in the same run, to show what the static path (and its graphs) gains. Built only now,
+        # so its hooks do not exist while the static path is measured.
+        eager = Engine(base, max_resident_adapters=max(64, args.adapters), decode="eager")
+        for name, path in paths.items():
+            eager.load(name, path)
+        record("ours_eager_no_adapter", timed(lambda: eager.generate_rows(rows_for([None] * B, eager)), device, args.reps))
+        record(f"ours_eager_mixed_{args.adapters}_all_kinds",
+               timed(lambda: eager.generate_rows(rows_for(mixed, eager)), device, args.reps))
+
     tok = results["tok_s"]
     results["ratios"] = {
         "ours_mixed_vs_ours_no_adapter": tok[f"ours_mixed_{args.adapters}_all_kinds"] / tok["ours_no_adapter"],
@@ -243,6 +280,10 @@ def main() -> None:
         "ours_one_lora_vs_peft_one_lora": tok["ours_one_lora"] / tok["peft_one_lora"],
         "ours_mixed_vs_peft_mixed_lora": tok[f"ours_mixed_{args.adapters}_all_kinds"] / tok[f"peft_mixed_{args.adapters}_lora"],
     }
+    if "ours_eager_no_adapter" in tok:
+        results["ratios"]["ours_no_adapter_vs_ours_eager_path"] = tok["ours_no_adapter"] / tok["ours_eager_no_adapter"]
+        results["ratios"]["ours_mixed_vs_ours_eager_path_mixed"] = (
+            tok[f"ours_mixed_{args.adapters}_all_kinds"] / tok[f"ours_eager_mixed_{args.adapters}_all_kinds"])
     if "hf_generate_static_cache" in tok:
         results["ratios"]["ours_no_adapter_vs_hf_static"] = tok["ours_no_adapter"] / tok["hf_generate_static_cache"]
     print(json.dumps({k: v for k, v in results.items() if k != "tok_s"}, indent=1))

@@ -34,7 +34,7 @@ GENERATION_FLAGS = ("max_new_tokens", "temperature", "top_p", "top_k", "seed", "
 # Settings fields that `serve` / `prepare-model` flags may override (never the keys: those come from the env).
 SETTINGS_FLAGS = (
     "host", "port", "base_model", "cache_dir", "adapters_dir", "device", "dtype", "max_batch_size",
-    "max_batch_wait_ms", "load_demo_adapters",
+    "max_batch_wait_ms", "load_demo_adapters", "mixed_batches", "decode", "kv_cache_tokens", "cuda_graphs",
 )
 
 
@@ -336,11 +336,13 @@ def _settings_options(parser: argparse.ArgumentParser, *names: str) -> None:
         "dtype": "weights dtype (auto = bfloat16 on cuda, float32 on cpu)",
         "max_batch_size": "most requests in one batch",
         "max_batch_wait_ms": "how long a batch waits to fill",
+        "decode": "decode path (auto = static KV cache + CUDA graphs on a GPU, eager on CPU)",
+        "kv_cache_tokens": "static path: tokens one request may hold (prompt + virtual + new; default 2048)",
     }
-    types = {"port": int, "max_batch_size": int, "max_batch_wait_ms": float}
+    types = {"port": int, "max_batch_size": int, "max_batch_wait_ms": float, "kv_cache_tokens": int}
     for name in names:
         flag = "--" + name.replace("_", "-")
-        choices = get_args(Settings.model_fields["dtype"].annotation) if name == "dtype" else None
+        choices = get_args(Settings.model_fields[name].annotation) if name in ("dtype", "decode") else None
         parser.add_argument(flag, dest=name, type=types.get(name, str), choices=choices, help=helps[name])
 
 
@@ -363,7 +365,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _settings_options(
         serve, "host", "port", "base_model", "cache_dir", "adapters_dir", "device", "dtype", "max_batch_size",
-        "max_batch_wait_ms",
+        "max_batch_wait_ms", "decode", "kv_cache_tokens",
+    )
+    serve.add_argument(
+        "--no-mixed-batches", dest="mixed_batches", action="store_const", const=False,
+        help="one adapter per batch (default: rows of one batch may use different adapters)",
+    )
+    serve.add_argument(
+        "--no-cuda-graphs", dest="cuda_graphs", action="store_const", const=False,
+        help="static path on a GPU: run decode steps eagerly instead of replaying captured graphs",
     )
     serve.add_argument(
         "--no-demo-adapters", dest="load_demo_adapters", action="store_const", const=False,

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     mixed_batches: bool = True  # rows of one batch may use different adapters (False: one adapter per batch)
     max_new_tokens_limit: int = 1024
 
+    # Decoding. "auto": the static path (preallocated KV cache, CUDA graphs) on a GPU, the eager path on CPU.
+    decode: Literal["auto", "eager", "static"] = "auto"
+    kv_cache_tokens: int = Field(2048, ge=16)  # static path: tokens per row (prompt + virtual + new), capped by the model
+    cuda_graphs: bool = True  # static path on CUDA: replay captured decode steps (False: run them eagerly)
+
     # Access.
     admin_key: str | None = None
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # env: comma-separated

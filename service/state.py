@@ -38,7 +38,13 @@ def build_state(settings: Settings, base: BaseModel | None = None) -> ServiceSta
     """Load the base model (unless one is given, as tests do), open the store, compile every stored adapter."""
     base = base or load_base_model(settings)
     engine = Engine(
-        base, max_resident_adapters=settings.max_resident_adapters, max_cpu_adapters=settings.max_cpu_adapters
+        base,
+        max_resident_adapters=settings.max_resident_adapters,
+        max_cpu_adapters=settings.max_cpu_adapters,
+        decode=settings.decode,
+        max_batch_size=settings.max_batch_size,
+        kv_cache_tokens=settings.kv_cache_tokens,
+        cuda_graphs=settings.cuda_graphs,
     )
     store = AdapterStore(settings.adapters_dir, settings.max_upload_bytes)
     if settings.load_demo_adapters:
@@ -61,6 +67,7 @@ def build_state(settings: Settings, base: BaseModel | None = None) -> ServiceSta
             engine.adapters.pin(name)
         else:
             log.warning("Pinned adapter %s is not in the store", name)
+    engine.warm_up()
     batcher = Batcher(
         engine,
         max_batch_size=settings.max_batch_size,

@@ -22,6 +22,7 @@ def greedy_tokens(model, tokenizer, texts: list[str], max_new_tokens: int, eos_t
         encoded = tokenizer(texts, return_tensors="pt", padding=True)
     finally:
         tokenizer.padding_side = previous_side
+    encoded = {key: value.to(next(model.parameters()).device) for key, value in encoded.items()}
     output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False)
     rows = []
     for row in output[:, encoded["input_ids"].shape[1] :].tolist():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from service.engine import SamplingParams
 from service.engine.batcher import Batcher
 
@@ -144,3 +146,23 @@ def test_replacing_an_adapter_keeps_queued_requests_on_their_version(engine, ada
         engine.unregister("swap")
     assert first.token_ids == old
     assert second.token_ids == _alone(engine, "ia3", "Paris")
+
+
+class _StepRaisesStopIteration(RecordingEngine):
+    def new_batch(self):
+        batch = self._engine.new_batch()
+
+        def broken_step():
+            raise StopIteration("from inside the model thread")
+
+        batch.step = broken_step
+        return batch
+
+
+def test_stopiteration_on_the_model_thread_fails_requests_instead_of_hanging(engine):
+    # asyncio cannot set StopIteration on a future: unconverted, the request would wait forever.
+    async def run():
+        return await asyncio.wait_for(_serve(_StepRaisesStopIteration(engine), _requests(["lora"], 2)), 60)
+
+    with pytest.raises(RuntimeError, match="StopIteration"):
+        asyncio.run(run())

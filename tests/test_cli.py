@@ -411,6 +411,18 @@ def test_serve_flags_override_the_environment(served: Served, run: Run, clean_en
     assert (settings.device, settings.max_batch_wait_ms, settings.api_keys) == ("cpu", 2.5, ["k1", "k2"])
 
 
+def test_serve_decode_and_batching_flags(served: Served, run: Run, clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DELTASERVE_KV_CACHE_TOKENS", "512")
+    assert run("serve")[0] == 0
+    defaults = served.settings
+    assert (defaults.decode, defaults.kv_cache_tokens, defaults.cuda_graphs, defaults.mixed_batches) == ("auto", 512, True, True)
+    assert run("serve", "--decode", "static", "--kv-cache-tokens", "4096", "--no-cuda-graphs", "--no-mixed-batches")[0] == 0
+    settings = served.calls[1]["settings"]
+    assert (settings.decode, settings.kv_cache_tokens, settings.cuda_graphs, settings.mixed_batches) == ("static", 4096, False, False)
+    with pytest.raises(SystemExit):
+        run("serve", "--decode", "graphs")
+
+
 def test_serve_environment_alone(served: Served, run: Run, clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DELTASERVE_PORT", "9000")
     clean_env.setenv("DELTASERVE_LOAD_DEMO_ADAPTERS", "false")

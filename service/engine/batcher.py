@@ -47,6 +47,7 @@ class Batcher:
         self._queue: list[_Waiting] = []
         self._arrived = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._running = None  # the running batch, once the loop has started
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deltaserve-model")
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -67,6 +68,9 @@ class Batcher:
                 waiting.future.set_exception(EngineUnavailable("the server is shutting down"))
         self._queue.clear()
         self._executor.shutdown(wait=True)
+        if self._running is not None:
+            self._running.close()  # give the static path back to the engine
+            self._running = None
 
     # -- requests ---------------------------------------------------------------------------------
     async def submit(self, row: RowRequest) -> GenerationResult:
@@ -104,10 +108,16 @@ class Batcher:
                 return
 
     async def _model(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        def call():
+            try:
+                return fn(*args)
+            except StopIteration as exc:  # asyncio cannot carry StopIteration across a future: it would hang
+                raise RuntimeError(f"the model thread raised {exc!r}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def _run(self) -> None:
-        running = self.engine.new_batch()
+        running = self._running = self.engine.new_batch()
         running_key: int | None = None  # by-adapter mode: the adapter key of the running rows
         while True:
             self._queue = [w for w in self._queue if not w.future.done()]  # callers that went away
@@ -116,11 +126,12 @@ class Batcher:
                 await self._arrived.wait()
                 continue
             try:
-                if self._queue and len(running) < self.max_batch_size:
+                free = min(self.max_batch_size - len(running), running.free_rows())
+                if self._queue and free > 0:
                     if not len(running):
                         running_key = None
                         await self._wait_to_fill()
-                    joining = self._joining(running_key, self.max_batch_size - len(running))
+                    joining = self._joining(running_key, free)
                     if joining:
                         taken = set(map(id, joining))
                         self._queue = [w for w in self._queue if id(w) not in taken]
@@ -136,7 +147,8 @@ class Batcher:
                 for waiting in locals().get("joining") or []:
                     if not waiting.future.done():
                         waiting.future.set_exception(exc)
-                running = self.engine.new_batch()
+                running.close()
+                running = self._running = self.engine.new_batch()
 
     @staticmethod
     def _resolve(finished) -> None:

@@ -16,15 +16,28 @@ from service.engine.deltas import CompiledDelta, compile_adapter
 from service.engine.generate import EngineStats, GenerationResult, RunningBatch, generate_batch
 from service.engine.runtime import LinearDeltaRuntime
 from service.engine.sampling import SamplingParams
+from service.engine.static_decode import StaticDecoder, StaticRunningBatch
 from service.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, base: BaseModel, *, max_resident_adapters: int = 64, max_cpu_adapters: int = 512):
+    def __init__(self, base: BaseModel, *, max_resident_adapters: int = 64, max_cpu_adapters: int = 512,
+                 decode: str = "auto", max_batch_size: int = 16, kv_cache_tokens: int = 2048, cuda_graphs: bool = True):
+        """`decode`: "eager" (growing cache, the plain path), "static" (preallocated cache of `kv_cache_tokens`
+        per row for `max_batch_size` rows; with `cuda_graphs`, decode steps replay CUDA graphs on a GPU), or
+        "auto": static on CUDA, eager elsewhere."""
         self.base = base
         self.runtime = LinearDeltaRuntime(base.model)
+        if decode not in ("auto", "eager", "static"):
+            raise ValueError(f"decode must be 'auto', 'eager' or 'static', not {decode!r}")
+        if decode == "static" or (decode == "auto" and base.device.type == "cuda"):
+            self.decoder: StaticDecoder | None = StaticDecoder(
+                base, self.runtime, slots=max_batch_size, capacity=min(kv_cache_tokens, base.max_positions), cuda_graphs=cuda_graphs
+            )
+        else:
+            self.decoder = None
         self.adapters = AdapterCache(
             lambda directory: compile_adapter(Path(directory), base, device=torch.device("cpu")),
             device=base.device,
@@ -77,16 +90,32 @@ class Engine:
         if not prompt_ids and not extra:
             raise InvalidRequest("the text is empty after tokenization")
         total = len(prompt_ids) + extra + params.max_new_tokens
-        if total > self.base.max_positions:
+        if total > self.max_tokens_per_row:
+            limit = (f"the base model's {self.base.max_positions} positions" if self.decoder is None
+                     else f"the {self.max_tokens_per_row} tokens a row may hold in the KV cache (DELTASERVE_KV_CACHE_TOKENS)")
             raise InvalidRequest(
                 f"prompt ({len(prompt_ids)} tokens) + virtual tokens ({extra}) + max_new_tokens "
-                f"({params.max_new_tokens}) = {total} exceeds the base model's {self.base.max_positions} positions"
+                f"({params.max_new_tokens}) = {total} exceeds {limit}"
             )
         return RowRequest(prompt_ids=prompt_ids, delta=delta, params=params)
 
+    @property
+    def max_tokens_per_row(self) -> int:
+        return self.base.max_positions if self.decoder is None else self.decoder.capacity
+
     def new_batch(self) -> RunningBatch:
-        """An empty running batch that rows can join and leave at token boundaries (the batcher's)."""
+        """An empty running batch that rows can join and leave at token boundaries (the batcher's). It takes
+        the static path when that is on and no other batch holds it; close() the batch to give it back."""
+        if self.decoder is not None and self.decoder.try_lease():
+            return StaticRunningBatch(self.base, self.runtime, self.stats, self._model_lock, self.decoder)
         return RunningBatch(self.base, self.runtime, self.stats, self._model_lock)
+
+    def warm_up(self) -> None:
+        """Capture the decode graphs before the first request (no-op on the eager path and on CPU)."""
+        if self.decoder is not None:
+            started = time.perf_counter()
+            self.decoder.warm_up()
+            log.info("Warm-up took %.1f s", time.perf_counter() - started)
 
     def generate_rows(self, rows: list[RowRequest]) -> list[GenerationResult]:
         """Run `rows` together to completion (rows may use different deltas)."""

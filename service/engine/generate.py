@@ -7,6 +7,7 @@ holds short ones back (continuous batching). Every row carries its own delta, or
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -96,6 +97,13 @@ class RunningBatch:
     def __len__(self) -> int:
         return len(self.states)
 
+    def free_rows(self) -> int:
+        """How many more rows may join now (the eager path has no fixed limit)."""
+        return sys.maxsize
+
+    def close(self) -> None:
+        """Give back what the batch holds (the static path's lease); call once it has no rows."""
+
     def _forward(self, plan: LinearPlan, **inputs):
         self.stats.forward_passes += 1
         self.stats.most_rows = max(self.stats.most_rows, inputs["attention_mask"].shape[0])
@@ -124,39 +132,49 @@ class RunningBatch:
             past_key_values=cache,
         )
         chosen = self._choose(out.logits, states)
-        mask = torch.cat([prefill.attention_mask, torch.ones_like(prefill.attention_mask[:, :1])], dim=-1)
-        positions = prefill.position_ids[:, -1:] + 1
-        if self.states:
-            width = max(self.mask.shape[1], mask.shape[1])
-            self.cache = kv_cache.merge(self.cache, cache, self.base.model.config)
-            self.mask = torch.cat([kv_cache.left_pad_mask(self.mask, width), kv_cache.left_pad_mask(mask, width)])
-            self.positions = torch.cat([self.positions, positions])
-            self.pending = torch.cat([self.pending, chosen.unsqueeze(-1)])
-        else:
-            self.cache, self.mask, self.positions, self.pending = cache, mask, positions, chosen.unsqueeze(-1)
+        self._join(cache, prefill.attention_mask, prefill.position_ids[:, -1:] + 1, chosen.unsqueeze(-1))
         self.states += states
         finished = self._release_finished()
         self._plan_rows()
         return finished
 
+    def _join(self, cache, mask: torch.Tensor, positions: torch.Tensor, pending: torch.Tensor) -> None:
+        """Append prefilled rows: their cache, its mask [k, cache length], next positions and pending tokens [k, 1]."""
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+        if self.states:
+            width = max(self.mask.shape[1], mask.shape[1])
+            self.cache = kv_cache.merge(self.cache, cache, self.base.model.config)
+            self.mask = torch.cat([kv_cache.left_pad_mask(self.mask, width), kv_cache.left_pad_mask(mask, width)])
+            self.positions = torch.cat([self.positions, positions])
+            self.pending = torch.cat([self.pending, pending])
+        else:
+            self.cache, self.mask, self.positions, self.pending = cache, mask, positions, pending
+
     @torch.inference_mode()
     def step(self) -> list[RowState]:
         """One decode step for every row; returns the rows that finished."""
-        out = self._forward(
+        logits = self._decode()
+        chosen = self._choose(logits, self.states)
+        self._advance(chosen)
+        finished = self._release_finished()
+        if finished:
+            self._plan_rows()
+        return finished
+
+    def _decode(self) -> torch.Tensor:
+        """Logits [B, 1, vocab] for every row's pending token, which enters the cache."""
+        return self._forward(
             self.plan,
             input_ids=self.pending,
             attention_mask=self.mask,
             position_ids=self.positions,
             past_key_values=self.cache,
-        )
-        chosen = self._choose(out.logits, self.states)
+        ).logits
+
+    def _advance(self, chosen: torch.Tensor) -> None:
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=-1)
         self.positions = self.positions + 1
         self.pending = chosen.unsqueeze(-1)
-        finished = self._release_finished()
-        if finished:
-            self._plan_rows()
-        return finished
 
     def _release_finished(self) -> list[RowState]:
         finished = [s for s in self.states if s.finish_reason is not None]
@@ -164,21 +182,24 @@ class RunningBatch:
         if finished:
             keep = [i for i, s in enumerate(self.states) if s.finish_reason is None]
             self.states = [self.states[i] for i in keep]
-            if self.states:
-                index = torch.tensor(keep, device=self.base.device)
-                kv_cache.select_rows(self.cache, index)
-                self.mask = self.mask.index_select(0, index)
-                self.positions = self.positions.index_select(0, index)
-                self.pending = self.pending.index_select(0, index)
-                # Columns that are padding for every remaining row are dead weight: drop them.
-                # (The mask's last column is the pending token, which is not in the cache yet.)
-                dead = int((self.mask[:, :-1].sum(0) > 0).long().argmax())
-                if dead:
-                    kv_cache.drop_leading(self.cache, dead)
-                    self.mask = self.mask[:, dead:]
-            else:
-                self.cache = self.mask = self.positions = self.pending = None
+            self._keep_rows(keep)
         return finished
+
+    def _keep_rows(self, keep: list[int]) -> None:
+        if not keep:
+            self.cache = self.mask = self.positions = self.pending = None
+            return
+        index = torch.tensor(keep, device=self.base.device)
+        kv_cache.select_rows(self.cache, index)
+        self.mask = self.mask.index_select(0, index)
+        self.positions = self.positions.index_select(0, index)
+        self.pending = self.pending.index_select(0, index)
+        # Columns that are padding for every remaining row are dead weight: drop them.
+        # (The mask's last column is the pending token, which is not in the cache yet.)
+        dead = int((self.mask[:, :-1].sum(0) > 0).long().argmax())
+        if dead:
+            kv_cache.drop_leading(self.cache, dead)
+            self.mask = self.mask[:, dead:]
 
     def _plan_rows(self) -> None:
         # Rows joined or left: rebuild which rows each delta applies to (only then, not every step).
@@ -186,11 +207,20 @@ class RunningBatch:
 
 
 def generate_batch(batch: RunningBatch, rows: list[RowRequest]) -> list[GenerationResult]:
-    """Run `rows` together to completion on an empty `batch`; each row's tokens equal what it would get alone."""
+    """Run `rows` to completion on an empty `batch`, then close it. Rows join as places free up; each row's
+    tokens equal what it would get alone."""
     results: dict[int, GenerationResult] = {}
-    for state in batch.admit(rows, tickets=list(range(len(rows)))):
-        results[state.ticket] = state.result()
-    while len(batch):
-        for state in batch.step():
-            results[state.ticket] = state.result()
+    waiting = list(enumerate(rows))
+    try:
+        while waiting or len(batch):
+            free = batch.free_rows()
+            if waiting and free:
+                joining, waiting = waiting[:free], waiting[free:]
+                finished = batch.admit([row for _, row in joining], tickets=[index for index, _ in joining])
+            else:
+                finished = batch.step()
+            for state in finished:
+                results[state.ticket] = state.result()
+    finally:
+        batch.close()
     return [results[i] for i in range(len(rows))]
