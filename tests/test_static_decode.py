@@ -52,9 +52,9 @@ def shifts(monkeypatch):
     seen: list[int] = []
     original = StaticKVCache.shift
 
-    def recording(self, columns):
+    def recording(self, columns, rows):
         seen.append(columns)
-        return original(self, columns)
+        return original(self, columns, rows)
 
     monkeypatch.setattr(StaticKVCache, "shift", recording)
     return seen
@@ -292,7 +292,7 @@ def test_rows_admitted_together_pack_out_each_others_padding(static_engine, engi
     assert together[1].token_ids == engine.generate([short_text], "prefix_projection", params)[0].token_ids
 
 
-def test_staggered_joins_near_the_cache_limit(static_engine, engine):
+def test_staggered_joins_near_the_cache_limit(static_engine, engine, monkeypatch):
     """Rows whose lengths nearly fill the cache join at random token boundaries: every shift, roll-off and
     departure (including one in the very step that fills the cache) keeps each row's tokens."""
     rng = random.Random(7)
@@ -304,6 +304,9 @@ def test_staggered_joins_near_the_cache_limit(static_engine, engine):
         room = CAPACITY - len(static_engine.tokenize(text)) - (delta.num_virtual_tokens + delta.prefix_length if delta else 0)
         waiting.append((index, name, text, SamplingParams(max_new_tokens=rng.randint(max(1, room - 6), room))))
     expected = {index: engine.generate([text], name, params)[0].token_ids for index, name, text, params in waiting}
+    moves = []
+    original_move = StaticKVCache.move_slots
+    monkeypatch.setattr(StaticKVCache, "move_slots", lambda self, s, t: (moves.append(s), original_move(self, s, t)))
     batch = static_engine.new_batch()
     results = {}
     try:
@@ -321,6 +324,7 @@ def test_staggered_joins_near_the_cache_limit(static_engine, engine):
     finally:
         batch.close()
     assert results == expected
+    assert moves, "no row ever moved into a freed slot"
 
 
 def test_failing_graph_capture_falls_back_to_eager_steps(tiny_model, tokenizer, adapter_dirs, engine, caplog):

@@ -74,15 +74,17 @@ class StaticKVCache:
         self.valid[slots, columns] = mask.gather(1, source).bool()
         return counts.tolist()
 
-    def shift(self, columns: int) -> None:
-        """Move every row `columns` to the right (negative: to the left). Only padding may wrap around."""
-        for tensor in (*self.keys, *self.values):
-            tensor.copy_(torch.roll(tensor, columns, dims=2))
-        self.valid.copy_(torch.roll(self.valid, columns, dims=1))
+    def shift(self, columns: int, rows: int) -> None:
+        """Move the first `rows` slots `columns` to the right (negative: to the left). Only padding may wrap
+        around. (Other slots hold nothing: a row's slot is rewritten when it joins.)"""
+        for tensor in (*self.keys, *self.values, self.valid):
+            active = tensor[:rows]
+            active.copy_(torch.roll(active, columns, dims=2 if tensor.dim() == 4 else 1))
         self.set_column(self.column + columns)
 
-    def keep_slots(self, keep: list[int]) -> None:
-        """Rows in slots `keep` move, in that order, to the first slots."""
-        index = torch.tensor(keep, device=self.valid.device)
+    def move_slots(self, sources: list[int], targets: list[int]) -> None:
+        """Copy the rows in slots `sources` to slots `targets` (freed slots: only moved rows are copied)."""
+        device = self.valid.device
+        source, target = torch.tensor(sources, device=device), torch.tensor(targets, device=device)
         for tensor in (*self.keys, *self.values, self.valid):
-            tensor[: len(keep)] = tensor.index_select(0, index)
+            tensor.index_copy_(0, target, tensor.index_select(0, source))

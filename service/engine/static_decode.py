@@ -185,7 +185,7 @@ class StaticRunningBatch(RunningBatch):
         if not self.states:
             static.set_column(widest)
         elif widest > static.column:
-            static.shift(widest - static.column)  # make room on the left for the longer newcomers
+            static.shift(widest - static.column, first)  # make room on the left for the longer newcomers
         self.spans += static.place(first, [(layer.keys, layer.values) for layer in cache.layers], mask)
         decoder.tokens[first : first + count] = pending
         decoder.positions[first : first + count] = positions
@@ -193,7 +193,7 @@ class StaticRunningBatch(RunningBatch):
     def _decode(self) -> torch.Tensor:
         static = self.decoder.cache
         if static.column == static.capacity:  # full: roll off the columns that are padding for every row
-            static.shift(max(self.spans) - static.column)
+            static.shift(max(self.spans) - static.column, len(self.states))
         self.stats.forward_passes += 1
         self.stats.most_rows = max(self.stats.most_rows, len(self.states))
         with self.lock:
@@ -207,21 +207,31 @@ class StaticRunningBatch(RunningBatch):
         self.spans = [span + 1 for span in self.spans]
 
     def _keep_rows(self, keep: list[int]) -> None:
+        # `self.states` already holds the kept rows, in slot order. Rows beyond the first len(keep) slots move
+        # into the freed slots among them: one row copied per freed slot, not the whole batch reshuffled.
         decoder, static = self.decoder, self.decoder.cache
+        count = len(keep)
         self.spans = [self.spans[i] for i in keep]
         if not keep:
             static.set_column(0)
             return
-        if keep != list(range(len(keep))):
-            static.keep_slots(keep)
-            index = torch.tensor(keep, device=self.base.device)
-            decoder.tokens[: len(keep)] = decoder.tokens.index_select(0, index)
-            decoder.positions[: len(keep)] = decoder.positions.index_select(0, index)
+        freed = sorted(set(range(count)) - set(keep))
+        movers = [slot for slot in keep if slot >= count]
+        if movers:
+            static.move_slots(movers, freed)
+            index, target = torch.tensor(movers, device=self.base.device), torch.tensor(freed, device=self.base.device)
+            decoder.tokens.index_copy_(0, target, decoder.tokens.index_select(0, index))
+            decoder.positions.index_copy_(0, target, decoder.positions.index_select(0, index))
+            slot_of = dict(zip(movers, freed))
+            slots = [slot_of.get(slot, slot) for slot in keep]
+            order = sorted(range(count), key=slots.__getitem__)
+            self.states = [self.states[i] for i in order]
+            self.spans = [self.spans[i] for i in order]
         # Drop the columns no remaining row uses when the cache is full or when that lets steps attend over a
         # narrower width.
         longest = max(self.spans)
         if static.column >= static.capacity or decoder.width_bucket(longest + 1) < decoder.width_bucket(static.column + 1):
-            static.shift(longest - static.column)
+            static.shift(longest - static.column, count)
 
     def _plan_rows(self) -> None:
         deltas = [state.row.delta for state in self.states]
