@@ -58,6 +58,7 @@ def test_a_thousand_adapters_on_disk(tmp_path, tiny_base, adapter_dirs):
         for i in range(1000):
             assert client.put(f"/adapters/a{i}", **upload).status_code == 201
     with serve(create_app(settings, base=tiny_base)) as url, httpx.Client(base_url=url, timeout=120) as client:
+        assert client.get("/stats").json()["decode"] == {"path": "eager"}  # decode="auto" on CPU
         stats = client.get("/stats").json()["adapters"]
         assert stats["known"] == 1000 and len(stats["resident"]) <= 4 and stats["loads"] == 0
         texts = {client.post("/generate", json={"adapter": f"a{i}", "text": "Paris", "max_new_tokens": 4}).json()["text"]

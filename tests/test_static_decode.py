@@ -272,6 +272,8 @@ def test_http_service_on_the_static_path(tmp_path, tiny_base, adapter_dirs, engi
             assert response.status_code == 200, response.text
             expected = engine.generate([PROMPTS[0]], kind, SamplingParams(max_new_tokens=8))[0]
             assert response.json()["text"] == expected.text
+        decode = client.get("/stats").json()["decode"]
+        assert decode == {"path": "static", "kv_cache_tokens": 64, "slots": SLOTS, "graphs_captured": 0}
         too_long = client.post("/generate", json={"text": PROMPTS[0], "max_new_tokens": 60})
         assert too_long.status_code == 422 and "DELTASERVE_KV_CACHE_TOKENS" in too_long.text
 

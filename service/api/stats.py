@@ -9,6 +9,6 @@ from service.api.deps import State
 router = APIRouter(tags=["health"])
 
 
-@router.get("/stats", summary="Engine counters and the adapter cache (hits, loads, evictions, resident adapters)")
+@router.get("/stats", summary="Engine counters, the decode path, and the adapter cache (hits, loads, evictions, resident adapters)")
 async def stats(state: State) -> dict:
-    return {"engine": asdict(state.engine.stats), "adapters": state.engine.adapters.snapshot()}
+    return {"engine": asdict(state.engine.stats), "decode": state.engine.decode_info(), "adapters": state.engine.adapters.snapshot()}

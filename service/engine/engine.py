@@ -91,7 +91,7 @@ class Engine:
             raise InvalidRequest("the text is empty after tokenization")
         total = len(prompt_ids) + extra + params.max_new_tokens
         if total > self.max_tokens_per_row:
-            limit = (f"the base model's {self.base.max_positions} positions" if self.decoder is None
+            limit = (f"the base model's {self.base.max_positions} positions" if self.max_tokens_per_row == self.base.max_positions
                      else f"the {self.max_tokens_per_row} tokens a row may hold in the KV cache (DELTASERVE_KV_CACHE_TOKENS)")
             raise InvalidRequest(
                 f"prompt ({len(prompt_ids)} tokens) + virtual tokens ({extra}) + max_new_tokens "
@@ -109,6 +109,17 @@ class Engine:
         if self.decoder is not None and self.decoder.try_lease():
             return StaticRunningBatch(self.base, self.runtime, self.stats, self._model_lock, self.decoder)
         return RunningBatch(self.base, self.runtime, self.stats, self._model_lock)
+
+    def decode_info(self) -> dict:
+        """Which decode path serves the running batch, for /stats."""
+        if self.decoder is None:
+            return {"path": "eager"}
+        return {
+            "path": "static+cuda_graphs" if self.decoder.use_graphs else "static",
+            "kv_cache_tokens": self.decoder.capacity,
+            "slots": self.decoder.slots,
+            "graphs_captured": self.decoder.captures,
+        }
 
     def warm_up(self) -> None:
         """Capture the decode graphs before the first request (no-op on the eager path and on CPU)."""
