@@ -137,7 +137,7 @@ def test_rows_longer_than_the_cache_are_refused(static_engine):
 
 
 def test_tables_hold_each_rows_delta_and_only_grow(static_engine):
-    tables = RowDeltaTables(static_engine.base.model, SLOTS, torch.device("cpu"), torch.float32)
+    tables = RowDeltaTables(static_engine.base.linear_shapes, SLOTS, torch.device("cpu"), torch.float32)
     lora, patterns, ia3 = (static_engine.get(kind) for kind in ("lora", "lora_patterns", "ia3"))
     tables.assign([lora])
     version = tables.version
@@ -166,7 +166,7 @@ def test_tables_hold_each_rows_delta_and_only_grow(static_engine):
 
 
 def test_tables_reuse_freed_columns_and_grow_when_full(static_engine):
-    tables = RowDeltaTables(static_engine.base.model, SLOTS, torch.device("cpu"), torch.float32)
+    tables = RowDeltaTables(static_engine.base.linear_shapes, SLOTS, torch.device("cpu"), torch.float32)
     lora, patterns = static_engine.get("lora"), static_engine.get("lora_patterns")
     name = next(n for n in lora.linear if n in patterns.linear)
     tables.assign([lora])

@@ -78,6 +78,10 @@ class EngineStats:
     generated_tokens: int = 0
     most_rows: int = 0  # the most rows one forward pass has carried
 
+    def count_pass(self, rows: int) -> None:
+        self.forward_passes += 1
+        self.most_rows = max(self.most_rows, rows)
+
 
 class RunningBatch:
     def __init__(self, base: BaseModel, runtime: LinearDeltaRuntime, stats: EngineStats | None = None,
@@ -105,8 +109,7 @@ class RunningBatch:
         """Give back what the batch holds (the static path's lease); call once it has no rows."""
 
     def _forward(self, plan: LinearPlan, **inputs):
-        self.stats.forward_passes += 1
-        self.stats.most_rows = max(self.stats.most_rows, inputs["attention_mask"].shape[0])
+        self.stats.count_pass(inputs["attention_mask"].shape[0])
         with self.lock, self.runtime.active(plan):
             return self.base.model(use_cache=True, logits_to_keep=1, **inputs)
 

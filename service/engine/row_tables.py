@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from service.engine.batch import LinearPlan
 from service.engine.deltas.compiled import CompiledDelta, LinearDelta
@@ -82,8 +81,8 @@ def _free_start(taken: list[tuple[int, int]], length: int, limit: int) -> int | 
 
 
 class RowDeltaTables:
-    def __init__(self, model: nn.Module, slots: int, device: torch.device, dtype: torch.dtype):
-        self._modules = dict(model.named_modules())
+    def __init__(self, linear_shapes: dict[str, tuple[int, int]], slots: int, device: torch.device, dtype: torch.dtype):
+        self._linear_shapes = linear_shapes  # base module name -> (in, out), as BaseModel has them
         # LoRA/IA3 weights are float32 on half-precision models (see CompiledDelta.to).
         self.dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
         self.row_adapter = torch.zeros(slots, device=device, dtype=torch.long)  # [slots]: each row's number
@@ -152,9 +151,9 @@ class RowDeltaTables:
         columns[number] = (start, linear.rank)
 
     def _new_lora_table(self, name: str, rank_columns: int, columns: dict[int, tuple[int, int]]) -> LoraRowTable:
-        module = self._modules[name]
+        in_features, out_features = self._linear_shapes[name]
         old = self.lora.get(name)
-        table = LoraRowTable(module.in_features, module.out_features, rank_columns, self.row_adapter, self.dtype)
+        table = LoraRowTable(in_features, out_features, rank_columns, self.row_adapter, self.dtype)
         start = 0
         for number, (first, rank) in sorted(columns.items()):
             table.a[start : start + rank] = old.a[first : first + rank]

@@ -53,7 +53,7 @@ class StaticDecoder:
         self.slots, self.capacity = slots, capacity
         self.cache = StaticKVCache(layers=base.num_layers, slots=slots, kv_heads=base.num_kv_heads, head_dim=base.head_dim,
                                    capacity=capacity, device=device, dtype=base.dtype)
-        self.tables = RowDeltaTables(base.model, slots, device, base.dtype)
+        self.tables = RowDeltaTables(base.linear_shapes, slots, device, base.dtype)
         self.tokens = torch.full((slots, 1), base.pad_token_id, device=device, dtype=torch.long)  # [slots, 1] pending
         self.positions = torch.zeros((slots, 1), device=device, dtype=torch.long)  # [slots, 1] their positions
         self.row_buckets = _buckets(slots, 1)
@@ -194,8 +194,7 @@ class StaticRunningBatch(RunningBatch):
         static = self.decoder.cache
         if static.column == static.capacity:  # full: roll off the columns that are padding for every row
             static.shift(max(self.spans) - static.column, len(self.states))
-        self.stats.forward_passes += 1
-        self.stats.most_rows = max(self.stats.most_rows, len(self.states))
+        self.stats.count_pass(len(self.states))
         with self.lock:
             return self.decoder.logits(len(self.states), self._linear)
 
