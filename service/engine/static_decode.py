@@ -122,7 +122,9 @@ class StaticDecoder:
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        # thread_local: request threads may move adapters onto the GPU meanwhile; that is not part of this
+        # capture and must not invalidate it.
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             logits = self._step(plan)
         self.captures += 1
         return graph, logits
