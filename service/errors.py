@@ -98,3 +98,10 @@ class Forbidden(DeltaServeError):
 class EngineUnavailable(DeltaServeError):
     status = 503
     code = "not_ready"
+
+
+class ClientDisconnected(DeltaServeError):
+    """The client went away before its answer was ready; its rows were dropped (nginx's 499)."""
+
+    status = 499
+    code = "client_disconnected"

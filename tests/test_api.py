@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -182,3 +183,27 @@ def test_access_keys(settings, tiny_base, adapter_dirs):
         assert client.post("/generate", json=body, headers={"Authorization": "Bearer user-2"}).status_code == 200
         assert client.delete("/adapters/a", headers={"Authorization": "Bearer user-2"}).status_code == 403
         assert client.get("/health").status_code == 200
+
+
+def test_a_client_that_disconnects_stops_its_generation(settings, tiny_base, monkeypatch):
+    """Over real HTTP: the client gives up (read timeout, connection closed); the server drops the row at a
+    token boundary instead of running it to its token limit, and serves on."""
+    from service.engine.generate import RunningBatch
+
+    step = RunningBatch.step
+
+    def slow_step(self):
+        time.sleep(0.01)  # 190 steps: about two seconds, well past the client's patience
+        return step(self)
+
+    monkeypatch.setattr(RunningBatch, "step", slow_step)
+    with serve(create_app(settings, base=tiny_base)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        body = {"text": "The quick brown fox jumps over the lazy", "max_new_tokens": 190}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/generate", json=body, timeout=0.5)
+        deadline = time.monotonic() + 10
+        while client.get("/stats").json()["engine"]["cancelled_rows"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        engine_stats = client.get("/stats").json()["engine"]
+        assert engine_stats["cancelled_rows"] == 1 and engine_stats["generated_tokens"] < 190
+        assert greedy(client, None, text="Paris")["finish_reason"] in ("stop", "length")

@@ -4,6 +4,7 @@ boundaries, and no adapter starves another."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -166,3 +167,47 @@ def test_stopiteration_on_the_model_thread_fails_requests_instead_of_hanging(eng
 
     with pytest.raises(RuntimeError, match="StopIteration"):
         asyncio.run(run())
+
+
+LONG_TEXT = "The quick brown fox jumps over the lazy"  # the tiny model runs this to any token limit below 200
+
+
+class _SlowSteps(RecordingEngine):
+    """Each decode step takes at least 10 ms, so a long row is still running when its caller leaves."""
+
+    def new_batch(self):
+        batch = self._engine.new_batch()
+        step = batch.step
+
+        def slow_step():
+            time.sleep(0.01)
+            return step()
+
+        batch.step = slow_step
+        return batch
+
+
+def test_a_caller_that_goes_away_frees_its_row(engine):
+    slow = _SlowSteps(engine)
+
+    async def run():
+        batcher = Batcher(slow, max_batch_size=4)
+        batcher.start()
+        try:
+            before = engine.stats.cancelled_rows
+            long = asyncio.ensure_future(batcher.generate(LONG_TEXT, None, SamplingParams(max_new_tokens=190)))
+            while engine.stats.rows == rows_at_start:  # admitted: it is now decoding
+                await asyncio.sleep(0.01)
+            long.cancel()
+            short = await batcher.generate("Paris", "lora", PARAMS)  # the batcher serves on
+            deadline = time.monotonic() + 10
+            while engine.stats.cancelled_rows == before and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            return engine.stats.cancelled_rows - before, short
+        finally:
+            await batcher.stop()
+
+    rows_at_start = engine.stats.rows
+    cancelled, short = asyncio.run(run())
+    assert cancelled == 1
+    assert short.token_ids == _alone(engine, "lora", "Paris")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -117,3 +118,26 @@ def test_named_pipelines_persist(app_and_url, client, tiny_base):
         assert again.delete("/pipelines/demo-flow").status_code == 204
         missing = again.post("/pipelines/demo-flow", json={"text": TEXT})
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "pipeline_not_found"
+
+
+def test_a_client_that_disconnects_stops_its_pipeline(app_and_url, client, monkeypatch):
+    from service.engine.generate import RunningBatch
+
+    step = RunningBatch.step
+
+    def slow_step(self):
+        time.sleep(0.01)
+        return step(self)
+
+    monkeypatch.setattr(RunningBatch, "step", slow_step)
+    app, url, _ = app_and_url
+    before = stats(app).cancelled_rows
+    # Two independent long steps run at once; the client leaves while both are decoding.
+    steps = [{"name": "a", "input": "The quick brown fox jumps over the lazy", "max_new_tokens": 190},
+             {"name": "b", "input": "Who painted the Mona Lisa?", "max_new_tokens": 190}]
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{url}/pipeline", json={"text": "unused", "steps": steps}, timeout=0.5)
+    deadline = time.monotonic() + 10
+    while stats(app).cancelled_rows - before < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stats(app).cancelled_rows - before == 2

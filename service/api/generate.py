@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service.api.deps import InferenceAccess, State
+from service.api.disconnect import unless_disconnected
 from service.errors import InvalidRequest
 from service.schemas.errors import ErrorResponse
 from service.schemas.generate import Completion, GenerateManyResponse, GenerateRequest, GenerateResponse
@@ -39,9 +40,9 @@ async def complete(state: ServiceState, adapter: str | None, texts: list[str], p
     responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     summary="Generate with one adapter (or the base model) for one text or a list of texts",
 )
-async def generate(request: GenerateRequest, state: State):
+async def generate(request: GenerateRequest, state: State, http: Request):
     texts = [request.text] if request.text is not None else request.texts
-    outputs = await complete(state, request.adapter, texts, request)
+    outputs = await unless_disconnected(http, complete(state, request.adapter, texts, request))
     if request.text is not None:
         return GenerateResponse(adapter=request.adapter, **outputs[0].model_dump())
     return GenerateManyResponse(adapter=request.adapter, outputs=outputs)

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from service.api.deps import AdminAccess, InferenceAccess, State
+from service.api.disconnect import unless_disconnected
 from service.errors import PipelineNotFound
 from service.pipeline import check_definition, run_pipeline
 from service.schemas.errors import ErrorResponse
@@ -24,8 +25,8 @@ ERRORS = {404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
 
 @router.post("/pipeline", response_model=PipelineResult, responses=ERRORS, dependencies=[InferenceAccess],
              summary="Run steps, each with its own adapter, over one input")
-async def post_pipeline(request: RunPipelineRequest, state: State):
-    return await run_pipeline(state, request.text, request.steps)
+async def post_pipeline(request: RunPipelineRequest, state: State, http: Request):
+    return await unless_disconnected(http, run_pipeline(state, request.text, request.steps))
 
 
 def _load(state, name: str) -> PipelineDefinition:
@@ -66,8 +67,8 @@ async def delete_pipeline(name: str, state: State) -> Response:
 
 @router.post("/pipelines/{name}", response_model=PipelineResult, responses=ERRORS, dependencies=[InferenceAccess],
              summary="Run a named pipeline on one input")
-async def run_named_pipeline(name: str, request: RunNamedPipelineRequest, state: State):
-    return await run_pipeline(state, request.text, _load(state, name).steps)
+async def run_named_pipeline(name: str, request: RunNamedPipelineRequest, state: State, http: Request):
+    return await unless_disconnected(http, run_pipeline(state, request.text, _load(state, name).steps))
 
 
 __all__ = ["router", "PipelineNotFound"]

@@ -137,6 +137,9 @@ class Batcher:
                         self._queue = [w for w in self._queue if id(w) not in taken]
                         running_key = joining[0].key
                         self._resolve(await self._model(running.admit, [w.row for w in joining], [w.future for w in joining]))
+                gone = [state for state in running.states if state.ticket.cancelled()]
+                if gone:  # their callers went away (e.g. the HTTP client disconnected): stop spending steps
+                    await self._model(running.cancel, gone)
                 if len(running):
                     self._resolve(await self._model(running.step))
             except Exception as exc:  # one broken batch must not take the server down

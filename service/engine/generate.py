@@ -76,6 +76,7 @@ class EngineStats:
     prefills: int = 0  # groups of rows admitted together (each one prefill pass)
     rows: int = 0  # rows admitted
     generated_tokens: int = 0
+    cancelled_rows: int = 0  # rows dropped before finishing because their caller went away
     most_rows: int = 0  # the most rows one forward pass has carried
 
     def count_pass(self, rows: int) -> None:
@@ -178,6 +179,15 @@ class RunningBatch:
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=-1)
         self.positions = self.positions + 1
         self.pending = chosen.unsqueeze(-1)
+
+    @torch.inference_mode()
+    def cancel(self, states: list[RowState]) -> None:
+        """Drop `states` at this token boundary (their callers went away); the other rows go on."""
+        for state in states:
+            state.finish_reason = "cancelled"
+        self.stats.cancelled_rows += len(states)
+        if self._release_finished():
+            self._plan_rows()
 
     def _release_finished(self) -> list[RowState]:
         finished = [s for s in self.states if s.finish_reason is not None]
