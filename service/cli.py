@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, get_args
 
 import httpx
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 
 from clients import DeltaServeClient, DeltaServeClientError, PipelineResult
 from service.config import Settings
+from service.peft_format import METADATA_FILE
 
 # Builds the client for the client commands; tests swap in one that sends through an httpx.MockTransport.
 client_factory: Callable[..., DeltaServeClient] = DeltaServeClient
@@ -156,12 +158,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _folder_metadata(path: str) -> dict[str, Any]:
+    """The folder's deltaserve.json (description, prompt_template), as the demo adapters carry, if it has one."""
+    file = Path(path) / METADATA_FILE
+    if not file.is_file():
+        return {}
+    try:
+        metadata = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{file} is not readable JSON: {exc}") from exc
+    if not isinstance(metadata, dict):
+        raise UsageError(f"{file} must hold a JSON object")
+    return metadata
+
+
 def cmd_adapters_upload(args: argparse.Namespace) -> int:
+    metadata = _folder_metadata(args.path)  # flags given win over it
+    description = args.description if args.description is not None else metadata.get("description")
+    template = args.prompt_template if args.prompt_template is not None else metadata.get("prompt_template")
     with _client(args) as client:
         try:
-            record = client.upload_adapter(
-                args.name, args.path, description=args.description, prompt_template=args.prompt_template
-            )
+            record = client.upload_adapter(args.name, args.path, description=description, prompt_template=template)
         except (OSError, ValueError) as exc:  # the path is not an adapter directory or archive
             raise UsageError(str(exc)) from exc
     if args.json:
@@ -405,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     upload = adapter_commands.add_parser(
         "upload", parents=[client], help="upload (or replace) an adapter",
         description="Upload an adapter: PATH is a directory saved by PEFT (adapter_config.json and "
-        "adapter_model.safetensors) or a .zip / .tar.gz archive of one. Needs the admin key.",
+        "adapter_model.safetensors) or a .zip / .tar.gz archive of one. A directory's deltaserve.json "
+        "({\"description\": ..., \"prompt_template\": ...}) fills in the flags not given. Needs the admin key.",
     )
     upload.add_argument("name", metavar="NAME")
     upload.add_argument("path", metavar="PATH")

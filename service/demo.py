@@ -12,11 +12,11 @@ from pathlib import Path
 
 from service.engine import Engine
 from service.errors import DeltaServeError
-from service.store import CONFIG_FILE, AdapterStore
+from service.peft_format import CONFIG_FILE, METADATA_FILE
+from service.store import AdapterStore
 
 log = logging.getLogger(__name__)
 
-METADATA_FILE = "deltaserve.json"  # {"prompt_template": ..., "description": ...} beside the PEFT files
 PIPELINES_DIR = "pipelines"
 
 

@@ -194,6 +194,20 @@ def test_adapters_upload(server: MockServer, run: Run, adapter_dir: Path) -> Non
     assert json.loads(out) == RECORD
 
 
+def test_adapters_upload_reads_the_folders_metadata(server: MockServer, run: Run, adapter_dir: Path) -> None:
+    server.routes[("PUT", "/adapters/spelling")] = (201, RECORD)
+    (adapter_dir / "deltaserve.json").write_text(json.dumps({"description": "from the file", "prompt_template": "F: {text}"}))
+    assert run("adapters", "upload", "spelling", str(adapter_dir))[0] == 0
+    sent = server.requests[-1].content
+    assert b"from the file" in sent and b"F: {text}" in sent and b"deltaserve.json" not in sent
+    assert run("adapters", "upload", "spelling", str(adapter_dir), "--prompt-template", "Flag: {text}")[0] == 0
+    sent = server.requests[-1].content
+    assert b"Flag: {text}" in sent and b"F: {text}" not in sent and b"from the file" in sent  # a flag wins
+    (adapter_dir / "deltaserve.json").write_text("[1, 2]")
+    code, _, err = run("adapters", "upload", "spelling", str(adapter_dir))
+    assert code == 2 and "must hold a JSON object" in err
+
+
 def test_adapters_upload_bad_path_exits_2(server: MockServer, run: Run, tmp_path: Path) -> None:
     code, out, err = run("adapters", "upload", "x", str(tmp_path / "missing"))
     assert code == 2 and err.startswith("error: no such adapter directory or archive")

@@ -12,9 +12,11 @@ from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig
 from safetensors.torch import load_file, save_file
 from transformers import LlamaForCausalLM
 
-from service.engine import SamplingParams
-from service.errors import IncompatibleAdapter, InvalidAdapterConfig, InvalidAdapterWeights, UnsupportedAdapter
+from service.engine import Engine, SamplingParams
+from service.engine.base_model import wrap_base_model
+from service.errors import IncompatibleAdapter, InvalidAdapterConfig, InvalidAdapterWeights, InvalidRequest, UnsupportedAdapter
 from tests.factory import save_adapter, tiny_config
+from tests.peft_reference import greedy_tokens
 
 
 def other_base(vocab_size: int, **overrides) -> LlamaForCausalLM:
@@ -96,3 +98,24 @@ def test_failed_loads_leave_the_engine_serving(engine, adapter_dirs, tmp_path):
         engine.load("lora", directory)
     assert engine.names() == before
     assert engine.generate(["Paris"], "lora", SamplingParams(max_new_tokens=3))[0].completion_tokens > 0
+
+
+def test_sliding_window_models_cap_rows_at_the_window(tokenizer):
+    """Our caches keep every key, which is what a sliding-window layer sees only while a row fits in its
+    window: rows are capped there, and within it both decode paths equal transformers' generate."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                           sliding_window=24, initializer_range=0.2, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = MistralForCausalLM(config).eval()
+    text = "Who painted the Mona Lisa?"
+    prompt = len(tokenizer(text)["input_ids"])
+    expected = greedy_tokens(model, tokenizer, [text], 24 - prompt, 2)[0]
+    for decode in ("eager", "static"):
+        engine = Engine(wrap_base_model(copy.deepcopy(model), tokenizer, name="tiny-mistral"), decode=decode)
+        assert engine.base.max_positions == 24
+        assert engine.generate([text], None, SamplingParams(max_new_tokens=24 - prompt))[0].token_ids == expected
+        with pytest.raises(InvalidRequest, match="24-token sliding attention window"):
+            engine.make_row(text, None, SamplingParams(max_new_tokens=25 - prompt))

@@ -19,7 +19,7 @@ from peft import PeftConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
 
 from service.config import Settings
-from service.demo import METADATA_FILE  # prompt_template and description, read when the service installs the demo
+from service.peft_format import METADATA_FILE  # prompt_template and description, read when the service installs the demo
 from service.engine.base_model import prepare_base_model
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"

@@ -62,8 +62,18 @@ class BaseModel:
         return getattr(self.config, "head_dim", None) or self.hidden_size // self.config.num_attention_heads
 
     @property
+    def sliding_window(self) -> int | None:
+        """The attention window of the model's sliding-window layers (Mistral; Qwen2 with use_sliding_window), if any."""
+        window = getattr(self.config, "sliding_window", None)
+        layer_types = getattr(self.config, "layer_types", None)
+        return window if window and (layer_types is None or "sliding_attention" in layer_types) else None
+
+    @property
     def max_positions(self) -> int:
-        return getattr(self.config, "max_position_embeddings", None) or 2048
+        """Tokens one row may span. Our caches keep every key (full attention), which equals a sliding-window
+        layer's attention only while a row fits in the window, so a window caps the length."""
+        limit = getattr(self.config, "max_position_embeddings", None) or 2048
+        return min(limit, self.sliding_window or limit)
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_input_embeddings()(input_ids)

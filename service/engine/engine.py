@@ -91,8 +91,12 @@ class Engine:
             raise InvalidRequest("the text is empty after tokenization")
         total = len(prompt_ids) + extra + params.max_new_tokens
         if total > self.max_tokens_per_row:
-            limit = (f"the base model's {self.base.max_positions} positions" if self.max_tokens_per_row == self.base.max_positions
-                     else f"the {self.max_tokens_per_row} tokens a row may hold in the KV cache (DELTASERVE_KV_CACHE_TOKENS)")
+            if self.max_tokens_per_row < self.base.max_positions:
+                limit = f"the {self.max_tokens_per_row} tokens a row may hold in the KV cache (DELTASERVE_KV_CACHE_TOKENS)"
+            elif self.base.sliding_window == self.base.max_positions:
+                limit = f"the base model's {self.base.max_positions}-token sliding attention window"
+            else:
+                limit = f"the base model's {self.base.max_positions} positions"
             raise InvalidRequest(
                 f"prompt ({len(prompt_ids)} tokens) + virtual tokens ({extra}) + max_new_tokens "
                 f"({params.max_new_tokens}) = {total} exceeds {limit}"
