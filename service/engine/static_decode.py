@@ -81,21 +81,24 @@ class StaticDecoder:
         at `cache.column`. `linear`: some row has LoRA or IA3 (else the tables are skipped altogether)."""
         self.cache.rows = _bucket(rows, self.row_buckets)
         self.cache.width = self.width_bucket(self.cache.column + 1)
-        plan = self.tables.plan() if linear else LinearPlan({}, {})
         if not self.use_graphs:
-            return self._step(plan)[:rows]
+            return self._step(self._plan(linear))[:rows]
         key = (self.cache.rows, self.cache.width, self.tables.version if linear else None)
         if key not in self._graphs:
             self._graphs = {k: v for k, v in self._graphs.items() if k[2] in (None, self.tables.version)}
             try:
-                self._graphs[key] = self._capture(plan)
+                self._graphs[key] = self._capture(self._plan(linear))
             except Exception:
                 self._graphs_off("capturing a decode step failed")
-                return self._step(plan)[:rows]
+                return self._step(self._plan(linear))[:rows]
         graph, logits = self._graphs[key]
         graph.replay()
         # The graph's output is overwritten by the next replay: the caller consumes it before then.
         return logits[:rows]
+
+    def _plan(self, linear: bool) -> LinearPlan:
+        # Only needed when Python runs the step (eagerly, or while capturing it), not for a replay.
+        return self.tables.plan() if linear else LinearPlan({}, {})
 
     def _step(self, plan: LinearPlan) -> torch.Tensor:
         rows = self.cache.rows
@@ -146,7 +149,7 @@ class StaticDecoder:
                 replayed = self.logits(rows, linear=False).float()
                 if not self.use_graphs:  # capturing failed (logged)
                     return
-                eager = self._step(LinearPlan({}, {}))[:rows].float()
+                eager = self._step(self._plan(False))[:rows].float()
                 if not torch.allclose(replayed, eager, rtol=1e-2, atol=1e-2):
                     raise RuntimeError(f"the replayed decode graph for {rows} rows disagrees with the eager step")
             torch.cuda.synchronize()
