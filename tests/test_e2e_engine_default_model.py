@@ -1,4 +1,5 @@
-"""On the real embedded SmolLM2-135M-Instruct: engine greedy tokens equal PEFT's for LoRA, prompt tuning, prefix tuning."""
+"""On the real embedded SmolLM2-135M-Instruct: engine greedy tokens equal PEFT's for LoRA, prompt tuning, prefix tuning,
+on both decode paths."""
 
 from __future__ import annotations
 
@@ -51,5 +52,9 @@ def test_default_model_matches_peft(kind, real_engine, tmp_path):
     expected = [greedy_tokens(peft_model, base.tokenizer, [p], NEW_TOKENS, eos)[0] for p in PROMPTS]
     ours = real_engine.generate(PROMPTS, kind, SamplingParams(max_new_tokens=NEW_TOKENS))
     assert [r.token_ids for r in ours] == expected
+    # The static decode path (the GPU default), run eagerly here, on the same base model.
+    static = Engine(base, decode="static", max_batch_size=len(PROMPTS), kv_cache_tokens=128)
+    static.load(kind, directory)
+    assert [r.token_ids for r in static.generate(PROMPTS, kind, SamplingParams(max_new_tokens=NEW_TOKENS))] == expected
     plain = real_engine.generate(PROMPTS, None, SamplingParams(max_new_tokens=NEW_TOKENS))
     assert [r.token_ids for r in ours] != [r.token_ids for r in plain]
