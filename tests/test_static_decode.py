@@ -310,7 +310,7 @@ def test_staggered_joins_near_the_cache_limit(static_engine, engine, monkeypatch
     expected = {index: engine.generate([text], name, params)[0].token_ids for index, name, text, params in waiting}
     moves = []
     original_move = StaticKVCache.move_slots
-    monkeypatch.setattr(StaticKVCache, "move_slots", lambda self, s, t: (moves.append(s), original_move(self, s, t)))
+    monkeypatch.setattr(StaticKVCache, "move_slots", lambda self, s, t, *extra: (moves.append(s), original_move(self, s, t, *extra)))
     batch = static_engine.new_batch()
     results = {}
     try:

@@ -82,9 +82,10 @@ class StaticKVCache:
             active.copy_(torch.roll(active, columns, dims=2 if tensor.dim() == 4 else 1))
         self.set_column(self.column + columns)
 
-    def move_slots(self, sources: list[int], targets: list[int]) -> None:
-        """Copy the rows in slots `sources` to slots `targets` (freed slots: only moved rows are copied)."""
+    def move_slots(self, sources: list[int], targets: list[int], *per_slot: torch.Tensor) -> None:
+        """Copy the rows in slots `sources` to slots `targets` (freed slots: only moved rows are copied), in the
+        cache and in the caller's other per-slot tensors `per_slot` (dim 0 = slot)."""
         device = self.valid.device
         source, target = torch.tensor(sources, device=device), torch.tensor(targets, device=device)
-        for tensor in (*self.keys, *self.values, self.valid):
+        for tensor in (*self.keys, *self.values, self.valid, *per_slot):
             tensor.index_copy_(0, target, tensor.index_select(0, source))

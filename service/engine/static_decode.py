@@ -222,10 +222,7 @@ class StaticRunningBatch(RunningBatch):
         freed = sorted(set(range(count)) - set(keep))
         movers = [slot for slot in keep if slot >= count]
         if movers:
-            static.move_slots(movers, freed)
-            index, target = torch.tensor(movers, device=self.base.device), torch.tensor(freed, device=self.base.device)
-            decoder.tokens.index_copy_(0, target, decoder.tokens.index_select(0, index))
-            decoder.positions.index_copy_(0, target, decoder.positions.index_select(0, index))
+            static.move_slots(movers, freed, decoder.tokens, decoder.positions)
             slot_of = dict(zip(movers, freed))
             slots = [slot_of.get(slot, slot) for slot in keep]
             order = sorted(range(count), key=slots.__getitem__)
