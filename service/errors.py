@@ -10,6 +10,7 @@ from __future__ import annotations
 class DeltaServeError(Exception):
     status: int = 500
     code: str = "internal_error"
+    retry_after: int | None = None  # seconds, sent as Retry-After (429, 503)
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
         super().__init__(message)
@@ -98,6 +99,49 @@ class Forbidden(DeltaServeError):
 class EngineUnavailable(DeltaServeError):
     status = 503
     code = "not_ready"
+    retry_after = 5
+
+
+class ShuttingDown(EngineUnavailable):
+    """The server is draining before it exits: requests already accepted finish, new ones go elsewhere."""
+
+    code = "shutting_down"
+
+
+class Overloaded(DeltaServeError):
+    """A bound on queued work is reached; the same request may succeed shortly (TGI's 429)."""
+
+    status = 429
+    code = "overloaded"
+    retry_after = 1
+
+
+class DeadlineExceeded(DeltaServeError):
+    """The request waited in the queue past its deadline (DELTASERVE_REQUEST_TIMEOUT_S) without starting."""
+
+    status = 503
+    code = "deadline_exceeded"
+    retry_after = 1
+
+
+class RequestTimeout(DeltaServeError):
+    """The client sent its request body too slowly."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class RowFailed(DeltaServeError):
+    """One row of a batch failed (the other rows of its batch went on)."""
+
+    status = 500
+    code = "row_failed"
+
+
+class NonFiniteLogits(RowFailed):
+    """The model's output for this row was not finite (inf or NaN), so no token could be chosen."""
+
+    code = "non_finite_logits"
 
 
 class ClientDisconnected(DeltaServeError):

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import __version__
+from service.admission import Admission
 from service.api import adapters, generate, health, pipelines, stats
 from service.api.errors import install_error_handlers
 from service.config import Settings
@@ -34,6 +35,8 @@ def create_app(settings: Settings | None = None, *, base: BaseModel | None = Non
             app.state.deltaserve = None
 
     app = FastAPI(title="DeltaServe", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # Made with the app, not in its lifespan: a launcher may start draining (SIGTERM) at any time.
+    app.state.admission = Admission(max_requests=settings.max_concurrent_requests, max_tokens=settings.max_queued_tokens)
     install_error_handlers(app)
     for module in (health, generate, adapters, pipelines, stats):
         app.include_router(module.router)

@@ -17,6 +17,7 @@ class RowRequest:
     prompt_ids: list[int]
     delta: CompiledDelta | None
     params: SamplingParams
+    deadline: float | None = None  # time.monotonic() after which the row stops ("timeout") or, queued, is refused
 
 
 @dataclass

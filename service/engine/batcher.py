@@ -21,7 +21,7 @@ from service.engine.batch import RowRequest
 from service.engine.engine import Engine
 from service.engine.generate import GenerationResult
 from service.engine.sampling import SamplingParams
-from service.errors import EngineUnavailable
+from service.errors import DeadlineExceeded, EngineUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +116,28 @@ class Batcher:
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
+    def queued(self) -> int:
+        """Rows waiting to join the running batch."""
+        return len(self._queue)
+
+    def running(self) -> int:
+        """Rows in the running batch."""
+        return 0 if self._running is None else len(self._running)
+
+    def _expire_queued(self, now: float) -> None:
+        for waiting in self._queue:
+            deadline = waiting.row.deadline
+            if deadline is not None and now >= deadline and not waiting.future.done():
+                waiting.future.set_exception(
+                    DeadlineExceeded("the request waited past its deadline (DELTASERVE_REQUEST_TIMEOUT_S) without starting")
+                )
+
     async def _run(self) -> None:
         running = self._running = self.engine.new_batch()
         running_key: int | None = None  # by-adapter mode: the adapter key of the running rows
         while True:
-            self._queue = [w for w in self._queue if not w.future.done()]  # callers that went away
+            self._expire_queued(time.monotonic())
+            self._queue = [w for w in self._queue if not w.future.done()]  # callers that went away, expired rows
             if not len(running) and not self._queue:
                 self._arrived.clear()
                 await self._arrived.wait()
@@ -139,7 +156,12 @@ class Batcher:
                         self._resolve(await self._model(running.admit, [w.row for w in joining], [w.future for w in joining]))
                 gone = [state for state in running.states if state.ticket.cancelled()]
                 if gone:  # their callers went away (e.g. the HTTP client disconnected): stop spending steps
-                    await self._model(running.cancel, gone)
+                    await self._model(running.finish_early, gone, "cancelled")
+                now = time.monotonic()
+                late = [s for s in running.states if s.row.deadline is not None and now >= s.row.deadline]
+                if late:  # past their deadline: they end now with what they have
+                    await self._model(running.finish_early, late, "timeout")
+                    self._resolve(late)
                 if len(running):
                     self._resolve(await self._model(running.step))
             except Exception as exc:  # one broken batch must not take the server down
@@ -156,5 +178,9 @@ class Batcher:
     @staticmethod
     def _resolve(finished) -> None:
         for state in finished:
-            if not state.ticket.done():
+            if state.ticket.done():
+                continue
+            if state.error is not None:  # this row failed alone; the batch went on
+                state.ticket.set_exception(state.error)
+            else:
                 state.ticket.set_result(state.result())

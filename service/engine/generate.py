@@ -7,6 +7,7 @@ holds short ones back (continuous batching). Every row carries its own delta, or
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -17,16 +18,24 @@ from service.engine import kv_cache
 from service.engine.base_model import BaseModel
 from service.engine.batch import LinearPlan, RowRequest, build_prefill, group_rows
 from service.engine.runtime import LinearDeltaRuntime
-from service.engine.sampling import make_generator, next_tokens
+from service.engine.detokenize import IncrementalText, find_stop
+from service.engine.sampling import TokenLogprob, choose_tokens, make_generator
+from service.errors import DeltaServeError, RowFailed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class GenerationResult:
     text: str
-    finish_reason: str  # "stop" (end-of-sequence token or a stop string) or "length"
+    # "stop" (end-of-sequence token or a stop string), "length", "timeout" (the request's deadline passed),
+    # "cancelled" (its caller went away) or "error" (see `error`)
+    finish_reason: str
     prompt_tokens: int
     completion_tokens: int
     token_ids: list[int] = field(default_factory=list)  # the completion's tokens, without end-of-sequence
+    logprobs: list[TokenLogprob] | None = None  # per token, when the request asked for them
+    error: DeltaServeError | None = None  # why this row failed (finish_reason "error"); other rows went on
 
 
 class RowState:
@@ -36,37 +45,53 @@ class RowState:
         self.row = row
         self.base = base
         self.ticket = ticket  # the caller's handle for this row (the batcher's future)
-        self.generator = make_generator(row.params, base.device)
-        self.tokens: list[int] = []
-        self.text = ""
+        self.detokenizer = IncrementalText(base.tokenizer)
+        self.stop_at: int | None = None  # where a stop string cut the text
+        self.logprobs: list[TokenLogprob] | None = [] if row.params.logprobs is not None else None
         self.finish_reason: str | None = None
+        self.error: DeltaServeError | None = None
+        self.generator: torch.Generator | None = None
+        try:
+            self.generator = make_generator(row.params, base.device)
+        except Exception as exc:
+            self.fail(RowFailed(f"could not seed this request's sampling: {exc}"))
 
-    def add(self, token: int) -> None:
+    @property
+    def tokens(self) -> list[int]:
+        return self.detokenizer.tokens
+
+    def fail(self, error: DeltaServeError) -> None:
+        self.error, self.finish_reason = error, "error"
+
+    def add(self, token: int, logprob: TokenLogprob | None = None) -> None:
         params = self.row.params
         if token in self.base.eos_token_ids:
             self.finish_reason = "stop"
             return
-        self.tokens.append(token)
-        if params.stop:
-            self.text = self.base.tokenizer.decode(self.tokens, skip_special_tokens=True)
-            cut = min((i for i in (self.text.find(s) for s in params.stop) if i >= 0), default=-1)
-            if cut >= 0:
-                self.text = self.text[:cut]
-                self.finish_reason = "stop"
-                return
-        if len(self.tokens) >= params.max_new_tokens:
+        piece = self.detokenizer.add(token)
+        if self.logprobs is not None and logprob is not None:
+            self.logprobs.append(logprob)
+        cut = find_stop(self.detokenizer.text, piece, params.stop)
+        if cut >= 0:
+            self.stop_at, self.finish_reason = cut, "stop"
+        elif len(self.tokens) >= params.max_new_tokens:
             self.finish_reason = "length"
 
     def result(self) -> GenerationResult:
-        text = self.text
-        if self.finish_reason != "stop" or not self.row.params.stop:
-            text = self.base.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        if self.error is not None:
+            text = ""
+        elif self.stop_at is not None:
+            text = self.detokenizer.text[: self.stop_at]
+        else:
+            text = self.detokenizer.full()
         return GenerationResult(
             text=text,
             finish_reason=self.finish_reason or "length",
             prompt_tokens=len(self.row.prompt_ids),
             completion_tokens=len(self.tokens),
             token_ids=list(self.tokens),
+            logprobs=self.logprobs,
+            error=self.error,
         )
 
 
@@ -77,6 +102,8 @@ class EngineStats:
     rows: int = 0  # rows admitted
     generated_tokens: int = 0
     cancelled_rows: int = 0  # rows dropped before finishing because their caller went away
+    timed_out_rows: int = 0  # rows ended by their request's deadline
+    failed_rows: int = 0  # rows that failed alone (non-finite output, a sampling or decoding error)
     most_rows: int = 0  # the most rows one forward pass has carried
 
     def count_pass(self, rows: int) -> None:
@@ -115,17 +142,51 @@ class RunningBatch:
             return self.base.model(use_cache=True, logits_to_keep=1, **inputs)
 
     def _choose(self, logits: torch.Tensor, states: list[RowState]) -> torch.Tensor:
-        chosen = next_tokens(logits[:, -1, :].float(), [s.row.params for s in states], [s.generator for s in states])
-        for state, token in zip(states, chosen.tolist()):
-            state.add(token)
-        return chosen
+        """Each row's next token from logits [B, 1, vocab]. A row that fails here (non-finite logits, sampling,
+        stop strings, detokenizing) is marked failed; its pending token is a placeholder it never uses."""
+        choices = choose_tokens(logits[:, -1, :].float(), [s.row.params for s in states], [s.generator for s in states])
+        for row, (state, token) in enumerate(zip(states, choices.tokens)):
+            if token is None:
+                state.fail(choices.failures[row])
+                continue
+            try:
+                state.add(token, choices.logprobs.get(row))
+            except Exception as exc:
+                log.exception("a row failed after choosing its token")
+                state.fail(RowFailed(f"this request failed while its output was decoded: {type(exc).__name__}"))
+        placeholder = self.base.pad_token_id
+        return torch.tensor([placeholder if t is None else t for t in choices.tokens], device=logits.device)
 
     @torch.inference_mode()
     def admit(self, rows: list[RowRequest], tickets: list[object] | None = None) -> list[RowState]:
-        """Prefill `rows` and let them join; returns rows already finished after their first token."""
+        """Prefill `rows` and let them join; returns rows already finished after their first token, and rows
+        that failed (each alone: a failing group is retried row by row, so one bad row fails only itself)."""
         states = [RowState(row, self.base, ticket) for row, ticket in zip(rows, tickets or [None] * len(rows))]
+        failed = [s for s in states if s.finish_reason is not None]  # e.g. a seed that cannot be used
+        return failed + self._admit_states([s for s in states if s.finish_reason is None])
+
+    def _admit_states(self, states: list[RowState]) -> list[RowState]:
+        if not states:
+            return []
+        try:
+            prefilled = self._prefill(states)
+        except Exception as exc:
+            if len(states) > 1:
+                return [finished for state in states for finished in self._admit_states([state])]
+            log.exception("prefill failed for one row")
+            states[0].fail(RowFailed(f"this request failed in its first forward pass: {type(exc).__name__}"))
+            return states
         self.stats.prefills += 1
-        self.stats.rows += len(rows)
+        self.stats.rows += len(states)
+        self._join(*prefilled)
+        self.states += states
+        finished = self._release_finished()
+        self._plan_rows()
+        return finished
+
+    def _prefill(self, states: list[RowState]):
+        """Run the new rows' first forward pass and choose their first tokens; changes nothing in the batch."""
+        rows = [state.row for state in states]
         prefill = build_prefill(rows, self.base)
         cache = kv_cache.new_cache(self.base.model.config, prefill.kv_prefix)
         out = self._forward(
@@ -136,11 +197,7 @@ class RunningBatch:
             past_key_values=cache,
         )
         chosen = self._choose(out.logits, states)
-        self._join(cache, prefill.attention_mask, prefill.position_ids[:, -1:] + 1, chosen.unsqueeze(-1))
-        self.states += states
-        finished = self._release_finished()
-        self._plan_rows()
-        return finished
+        return cache, prefill.attention_mask, prefill.position_ids[:, -1:] + 1, chosen.unsqueeze(-1)
 
     def _join(self, cache, mask: torch.Tensor, positions: torch.Tensor, pending: torch.Tensor) -> None:
         """Append prefilled rows: their cache, its mask [k, cache length], next positions and pending tokens [k, 1]."""
@@ -181,22 +238,34 @@ class RunningBatch:
         self.pending = chosen.unsqueeze(-1)
 
     @torch.inference_mode()
-    def cancel(self, states: list[RowState]) -> None:
-        """Drop `states` at this token boundary (their callers went away); the other rows go on."""
+    def finish_early(self, states: list[RowState], reason: str) -> None:
+        """End `states` at this token boundary with `reason` ("cancelled": their callers went away; "timeout":
+        their deadline passed); the other rows go on."""
         for state in states:
-            state.finish_reason = "cancelled"
-        self.stats.cancelled_rows += len(states)
+            state.finish_reason = reason
+        if reason == "cancelled":
+            self.stats.cancelled_rows += len(states)
+        elif reason == "timeout":
+            self.stats.timed_out_rows += len(states)
         if self._release_finished():
             self._plan_rows()
+
+    def cancel(self, states: list[RowState]) -> None:
+        self.finish_early(states, "cancelled")
 
     def _release_finished(self) -> list[RowState]:
         finished = [s for s in self.states if s.finish_reason is not None]
         self.stats.generated_tokens += sum(len(s.tokens) for s in finished)
+        self.stats.failed_rows += sum(s.error is not None for s in finished)
         if finished:
+            self._scrub([i for i, s in enumerate(self.states) if s.error is not None])
             keep = [i for i, s in enumerate(self.states) if s.finish_reason is None]
             self.states = [self.states[i] for i in keep]
             self._keep_rows(keep)
         return finished
+
+    def _scrub(self, rows: list[int]) -> None:
+        """Forget what failed rows left behind (the eager cache drops their rows with them)."""
 
     def _keep_rows(self, keep: list[int]) -> None:
         if not keep:

@@ -82,6 +82,11 @@ class StaticKVCache:
             active.copy_(torch.roll(active, columns, dims=2 if tensor.dim() == 4 else 1))
         self.set_column(self.column + columns)
 
+    def clear_slots(self, slots: list[int]) -> None:
+        index = torch.tensor(slots, device=self.valid.device)
+        for tensor in (*self.keys, *self.values, self.valid):
+            tensor.index_fill_(0, index, 0)
+
     def move_slots(self, sources: list[int], targets: list[int], *per_slot: torch.Tensor) -> None:
         """Copy the rows in slots `sources` to slots `targets` (freed slots: only moved rows are copied), in the
         cache and in the caller's other per-slot tensors `per_slot` (dim 0 = slot)."""

@@ -210,6 +210,12 @@ class StaticRunningBatch(RunningBatch):
         self.decoder.cache.set_column(self.decoder.cache.column + 1)
         self.spans = [span + 1 for span in self.spans]
 
+    def _scrub(self, rows: list[int]) -> None:
+        # A failed row may have left inf/NaN keys or values in its slot. Masked-out columns still enter the
+        # attention sum (as 0 * value), so they would poison the slot's next row: zero them now.
+        if rows:
+            self.decoder.cache.clear_slots(rows)
+
     def _keep_rows(self, keep: list[int]) -> None:
         # `self.states` already holds the kept rows, in slot order. Rows beyond the first len(keep) slots move
         # into the freed slots among them: one row copied per freed slot, not the whole batch reshuffled.
