@@ -39,7 +39,7 @@ from service.engine import Engine, SamplingParams
 from service.engine.base_model import wrap_base_model
 from service.engine.batch import LinearPlan, RowRequest, group_rows
 from service.engine.batcher import Batcher
-from service.engine.deltas import compile_adapter
+from service.engine.deltas import compile_directory
 
 SHAPES = {
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=512),
@@ -232,7 +232,7 @@ def main() -> None:
     loads = []
     for _ in range(5):
         started = time.perf_counter()
-        compile_adapter(r16, base)
+        compile_directory(r16, base)
         sync(device)
         loads.append((time.perf_counter() - started) * 1000)
     results["ours_cold_load_lora_r16_ms"] = statistics.median(loads)

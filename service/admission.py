@@ -29,10 +29,16 @@ class Lease:
         self.tokens = 0
         self._open = True
 
-    def add_tokens(self, tokens: int) -> None:
-        """Declare `tokens` more (prompt + new tokens of the rows about to be queued); raises past the bound."""
-        self._admission._take_tokens(tokens)
+    def add_tokens(self, tokens: int, *, refuse: bool = True) -> None:
+        """Declare `tokens` more (prompt + new tokens of rows about to be queued); past the bound this raises
+        Overloaded, unless `refuse` is False (work of a request that was admitted as a whole)."""
+        self._admission._take_tokens(tokens, refuse)
         self.tokens += tokens
+
+    def give_back_tokens(self, tokens: int) -> None:
+        """Those rows are done; the request may go on (a pipeline's next step)."""
+        self._admission._give_back_tokens(tokens)
+        self.tokens -= tokens
 
     def release(self) -> None:
         if self._open:
@@ -74,20 +80,24 @@ class Admission:
             self.stats.admitted += 1
         return Lease(self)
 
-    def _take_tokens(self, tokens: int) -> None:
-        if tokens > self.max_tokens:  # could never be admitted, however long the client waits
+    def _take_tokens(self, tokens: int, refuse: bool) -> None:
+        if refuse and tokens > self.max_tokens:  # could never be admitted, however long the client waits
             raise InvalidRequest(
                 f"the request needs {tokens} tokens (prompts + max_new_tokens), more than the "
                 f"{self.max_tokens} the server holds for all requests together (DELTASERVE_MAX_QUEUED_TOKENS)"
             )
         with self._lock:
-            if self.tokens + tokens > self.max_tokens:
+            if refuse and self.tokens + tokens > self.max_tokens:
                 self.stats.refused_overloaded += 1
                 raise Overloaded(
                     f"queued and running requests hold {self.tokens} of {self.max_tokens} tokens "
                     "(DELTASERVE_MAX_QUEUED_TOKENS); retry shortly"
                 )
             self.tokens += tokens
+
+    def _give_back_tokens(self, tokens: int) -> None:
+        with self._lock:
+            self.tokens -= tokens
 
     def _give_back(self, tokens: int) -> None:
         with self._lock:

@@ -85,6 +85,10 @@ class PayloadTooLarge(UploadError):
     status = 413
     code = "payload_too_large"
 
+    @classmethod
+    def upload(cls, limit: int) -> PayloadTooLarge:
+        return cls(f"the upload is larger than the {limit} bytes allowed (DELTASERVE_MAX_UPLOAD_BYTES)")
+
 
 class Unauthorized(DeltaServeError):
     status = 401

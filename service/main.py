@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from service import __version__
 from service.admission import Admission
 from service.api import adapters, generate, health, pipelines, stats
+from service.api.body_limits import BodyLimits
 from service.api.errors import install_error_handlers
 from service.config import Settings
 from service.engine.base_model import BaseModel
@@ -22,10 +23,12 @@ hot-swapped per request and batched together. Greedy output equals `PeftModel.ge
 def create_app(settings: Settings | None = None, *, base: BaseModel | None = None) -> FastAPI:
     """`base` injects an already loaded model (tests use a tiny one); otherwise `settings` names it."""
     settings = settings or Settings()
+    # Made with the app, not in its lifespan: a launcher may start draining (SIGTERM) at any time.
+    admission = Admission(max_requests=settings.max_concurrent_requests, max_tokens=settings.max_queued_tokens)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state = await asyncio.to_thread(build_state, settings, base)
+        state = await asyncio.to_thread(build_state, settings, admission, base)
         state.batcher.start()
         app.state.deltaserve = state
         try:
@@ -35,9 +38,9 @@ def create_app(settings: Settings | None = None, *, base: BaseModel | None = Non
             app.state.deltaserve = None
 
     app = FastAPI(title="DeltaServe", version=__version__, description=DESCRIPTION, lifespan=lifespan)
-    # Made with the app, not in its lifespan: a launcher may start draining (SIGTERM) at any time.
-    app.state.admission = Admission(max_requests=settings.max_concurrent_requests, max_tokens=settings.max_queued_tokens)
+    app.state.admission = admission
     install_error_handlers(app)
+    app.add_middleware(BodyLimits, settings=settings)
     for module in (health, generate, adapters, pipelines, stats):
         app.include_router(module.router)
     return app

@@ -8,7 +8,7 @@ import torch
 from service.config import Settings
 from service.engine import Engine, SamplingParams
 from service.engine.adapter_cache import AdapterCache
-from service.engine.deltas import compile_adapter
+from service.engine.deltas import compile_directory
 from service.main import create_app
 from tests.http_server import serve
 from tests.test_api import multipart
@@ -37,7 +37,7 @@ def test_lru_eviction_pinning_and_reload(tiny_base, adapter_dirs):
 
 def test_cpu_tier_keeps_evicted_adapters_compiled(tiny_base, adapter_dirs):
     # On a GPU the CPU tier is on by default; here it is asked for, with the CPU standing in for the device.
-    cache = AdapterCache(lambda d: compile_adapter(d, tiny_base), torch.device("cpu"), torch.float32,
+    cache = AdapterCache(lambda d: compile_directory(d, tiny_base), torch.device("cpu"), torch.float32,
                          max_device=1, max_cpu=1, cpu_tier=True)
     for name in ("lora", "ia3", "prompt_tuning"):
         cache.add(name, adapter_dirs[name])

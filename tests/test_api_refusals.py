@@ -111,7 +111,7 @@ def test_archive_with_too_many_files(setup, adapter_dirs):
 
 def test_too_large(setup, adapter_dirs):
     members = {**good_members(adapter_dirs), "README.md": b"x" * 300_000}
-    refuse(setup, lambda c: c.put("/adapters/p", content=zip_of(members)), 413, "payload_too_large", "MiB")
+    refuse(setup, lambda c: c.put("/adapters/p", content=zip_of(members)), 413, "payload_too_large", "DELTASERVE_MAX_UPLOAD_BYTES")
     big = [("files", ("adapter_model.safetensors", b"0" * 300_000))]
     refuse(setup, lambda c: c.put("/adapters/p", files=big), 413, "payload_too_large", "")
 

@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save as save_tensors
 
 from service import errors
-from service.store import AdapterRecord, AdapterStore, validate_name
+from service.store import AdapterRecord, AdapterStore, StagedAdapter, validate_name
 from service.store import adapter_store as adapter_store_module
 
 CONFIG = "adapter_config.json"
@@ -77,8 +77,9 @@ def adapters(tmp_path_factory) -> dict[str, dict[str, bytes]]:
     }
 
 
-def inspect_adapter(folder: Path) -> SimpleNamespace:
+def inspect_adapter(staged) -> SimpleNamespace:
     """Stand-in for the engine's check: the kind from the config, parameters from the header."""
+    folder = staged.directory
     config = json.loads((folder / CONFIG).read_text())
     parameters = 0
     with safe_open(str(folder / WEIGHTS), framework="pt") as weights:
@@ -260,7 +261,7 @@ def test_archive_upload(store, adapters, case, as_stream):
     body = _archive_cases(lora)[case]
     data = {"bytes": body, "file": io.BytesIO(body), "non-seekable": NonSeekable(body)}[as_stream]
     staged = store.stage_archive(data)
-    assert sorted(p.name for p in staged.iterdir()) == [CONFIG, WEIGHTS]
+    assert sorted(p.name for p in staged.directory.iterdir()) == [CONFIG, WEIGHTS]
     record = store.put("packed", staged, inspect_adapter).record
     assert record.sha256 == hashlib.sha256(lora[WEIGHTS]).hexdigest()
     assert (store.files("packed") / CONFIG).read_bytes() == lora[CONFIG]
@@ -271,7 +272,7 @@ def test_archive_upload(store, adapters, case, as_stream):
 def test_form_upload_drops_readme_and_takes_base_names(store, adapters):
     lora = adapters["lora"]
     staged = store.stage_files({f"folder/{CONFIG}": lora[CONFIG], WEIGHTS: lora[WEIGHTS], "README.md": b"# card"})
-    assert sorted(p.name for p in staged.iterdir()) == [CONFIG, WEIGHTS]
+    assert sorted(p.name for p in staged.directory.iterdir()) == [CONFIG, WEIGHTS]
     store.put("carded", staged, inspect_adapter)
     assert sorted(p.name for p in store.files("carded").iterdir()) == [CONFIG, WEIGHTS]
 
@@ -451,8 +452,8 @@ REFUSALS = {
 }
 
 
-def _refusing_inspect(folder: Path):
-    assert (folder / WEIGHTS).is_file()  # it sees the staged files
+def _refusing_inspect(staged):
+    assert staged.weights.is_file()  # it sees the staged files
     raise errors.IncompatibleAdapter("This adapter was made for another base model.")
 
 
@@ -487,8 +488,9 @@ def test_put_refuses_folders_not_staged_by_the_store(store, adapters, tmp_path):
     folder.mkdir()
     for name, data in adapters["lora"].items():
         (folder / name).write_bytes(data)
+    forged = StagedAdapter(directory=folder, config={}, parameters=1, bytes=1)
     with pytest.raises(ValueError):
-        store.put("outsider", folder, inspect_adapter)
+        store.put("outsider", forged, inspect_adapter)
     assert folder.exists() and not store.exists("outsider")
 
 

@@ -42,5 +42,15 @@ def require_api_key(state: State, credentials: Credentials) -> None:
     _check(credentials, state.settings.api_keys, "an API key")
 
 
+def require_reader(state: State, credentials: Credentials) -> None:
+    """Listing adapters and pipelines and reading /stats: an API key (or the admin key) unless
+    DELTASERVE_PUBLIC_METADATA opens them."""
+    if state.settings.public_metadata:
+        return
+    admin = [state.settings.admin_key] if state.settings.admin_key else []
+    _check(credentials, [*state.settings.api_keys, *admin] if state.settings.api_keys else [], "an API key")
+
+
 AdminAccess = Depends(require_admin)
 InferenceAccess = Depends(require_api_key)
+ReadAccess = Depends(require_reader)

@@ -10,8 +10,29 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import DeltaServeError
+from service.schemas.errors import ErrorResponse
 
 log = logging.getLogger(__name__)
+
+# What every route may answer besides its success, for the OpenAPI schema.
+ERROR_RESPONSES: dict[int | str, dict] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "The body is not valid JSON or UTF-8, or the upload's files are wrong",
+        401: "A key is needed (Authorization: Bearer <key>)",
+        403: "The key is wrong",
+        404: "No such adapter, pipeline or path",
+        408: "The client sent its body too slowly",
+        413: "The body is larger than allowed",
+        415: "Pickle weights are refused",
+        422: "The request or the adapter is invalid; the message names the field",
+        429: "Too much work is queued; retry after Retry-After seconds",
+        500: "One request failed in the model (its batch went on)",
+        503: "The server is starting or shutting down, or the request waited past its deadline",
+    }.items()
+}
+
+_HTTP_CODES = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -36,11 +57,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
-        return error_response(422, "invalid_request", _describe(exc.errors()))
+        return error_response(422, "invalid_request", _describe(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))  # e.g. Allow on 405
 
     @app.exception_handler(Exception)

@@ -4,11 +4,10 @@ import asyncio
 
 from fastapi import APIRouter, Request, Response
 
-from service.api.deps import AdminAccess, InferenceAccess, State
+from service.api.deps import AdminAccess, InferenceAccess, ReadAccess, State
 from service.api.disconnect import unless_disconnected
-from service.errors import PipelineNotFound
-from service.pipeline import check_definition, run_pipeline
-from service.schemas.errors import ErrorResponse
+from service.api.errors import ERROR_RESPONSES
+from service.pipeline_runner import check_definition, run_pipeline
 from service.schemas.pipelines import (
     PipelineDefinition,
     PipelineList,
@@ -20,31 +19,32 @@ from service.schemas.pipelines import (
 from service.store import validate_name
 
 router = APIRouter(tags=["pipelines"])
-ERRORS = {404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
 
 
-@router.post("/pipeline", response_model=PipelineResult, responses=ERRORS, dependencies=[InferenceAccess],
+@router.post("/pipeline", response_model=PipelineResult, responses=ERROR_RESPONSES, dependencies=[InferenceAccess],
              summary="Run steps, each with its own adapter, over one input")
 async def post_pipeline(request: RunPipelineRequest, state: State, http: Request):
-    return await unless_disconnected(http, run_pipeline(state, request.text, request.steps))
+    return await unless_disconnected(http, run_pipeline(state.inference, request.text, request.steps))
 
 
 def _load(state, name: str) -> PipelineDefinition:
     return PipelineDefinition.model_validate(state.store.get_pipeline(name))
 
 
-@router.put("/pipelines/{name}", response_model=StoredPipeline, responses=ERRORS, dependencies=[AdminAccess],
-            status_code=201, summary="Store a named pipeline (201 created, 200 replaced)")
+@router.put("/pipelines/{name}", response_model=StoredPipeline, dependencies=[AdminAccess], status_code=201,
+            responses={200: {"model": StoredPipeline, "description": "Replaced"}, **ERROR_RESPONSES},
+            summary="Store a named pipeline (201 created, 200 replaced)")
 async def put_pipeline(name: str, definition: PipelineDefinition, state: State, response: Response):
     validate_name(name)
-    check_definition(definition.steps)  # adapters are checked when it runs: they may be uploaded later
+    check_definition(definition.steps, state.settings)  # adapters are checked when it runs: they may come later
     document = definition.model_dump(exclude_defaults=True)
     created = await asyncio.to_thread(state.store.put_pipeline, name, document)
     response.status_code = 201 if created else 200
     return {"name": name, **definition.model_dump()}
 
 
-@router.get("/pipelines", response_model=PipelineList, summary="List named pipelines")
+@router.get("/pipelines", response_model=PipelineList, responses=ERROR_RESPONSES, dependencies=[ReadAccess],
+            summary="List named pipelines")
 async def list_pipelines(state: State):
     return {
         "pipelines": [
@@ -54,21 +54,20 @@ async def list_pipelines(state: State):
     }
 
 
-@router.get("/pipelines/{name}", response_model=StoredPipeline, responses=ERRORS, summary="One named pipeline")
+@router.get("/pipelines/{name}", response_model=StoredPipeline, responses=ERROR_RESPONSES, dependencies=[ReadAccess],
+            summary="One named pipeline")
 async def get_pipeline(name: str, state: State):
     return {"name": name, **_load(state, name).model_dump()}
 
 
-@router.delete("/pipelines/{name}", status_code=204, responses=ERRORS, dependencies=[AdminAccess])
+@router.delete("/pipelines/{name}", status_code=204, responses=ERROR_RESPONSES, dependencies=[AdminAccess],
+               summary="Delete a named pipeline")
 async def delete_pipeline(name: str, state: State) -> Response:
     await asyncio.to_thread(state.store.delete_pipeline, name)
     return Response(status_code=204)
 
 
-@router.post("/pipelines/{name}", response_model=PipelineResult, responses=ERRORS, dependencies=[InferenceAccess],
-             summary="Run a named pipeline on one input")
+@router.post("/pipelines/{name}", response_model=PipelineResult, responses=ERROR_RESPONSES,
+             dependencies=[InferenceAccess], summary="Run a named pipeline on one input")
 async def run_named_pipeline(name: str, request: RunNamedPipelineRequest, state: State, http: Request):
-    return await unless_disconnected(http, run_pipeline(state, request.text, _load(state, name).steps))
-
-
-__all__ = ["router", "PipelineNotFound"]
+    return await unless_disconnected(http, run_pipeline(state.inference, request.text, _load(state, name).steps))

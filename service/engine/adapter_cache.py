@@ -1,6 +1,8 @@
 """Where compiled adapters live: a bounded tier on the model's device, a bounded CPU tier, and the disk.
 
-`get(name)` returns the adapter on the model's device: from the device tier (a hit), promoted from the
+Each known adapter carries its caller's metadata (the store's record: version, prompt template), returned
+together with the compiled form by `lookup`, so a reader never pairs one version's delta with another's
+metadata. `get(name)` returns the adapter on the model's device: from the device tier (a hit), promoted from the
 CPU tier, or compiled from its directory on disk (a cold load). Past `max_device` (and `max_cpu`) the
 least recently used unpinned adapter moves down a tier (and off the CPU tier, back to disk only). When the
 model runs on the CPU the two tiers are one. Requests that already hold an adapter keep it alive: evicting
@@ -16,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,6 +39,12 @@ class AdapterCacheStats:
     load_ms_last: float = 0.0
 
 
+@dataclass(frozen=True)
+class _Known:
+    source: Path | None  # the folder to compile from; None: no files, never evicted
+    meta: Any  # the caller's, e.g. the store record of this version
+
+
 class AdapterCache:
     def __init__(
         self,
@@ -52,7 +61,7 @@ class AdapterCache:
         self._separate_cpu_tier = device.type != "cpu" if cpu_tier is None else cpu_tier
         self.max_device, self.max_cpu = max_device, max_cpu
         self._on_device = on_device
-        self._sources: dict[str, Path | None] = {}  # every known adapter; None: no files, never evicted
+        self._known: dict[str, _Known] = {}  # every adapter that can be served
         self._resident: OrderedDict[str, CompiledDelta] = OrderedDict()  # on the device, least recent first
         self._cpu: OrderedDict[str, CompiledDelta] = OrderedDict()
         self._pinned: set[str] = set()
@@ -60,18 +69,18 @@ class AdapterCache:
         self.stats = AdapterCacheStats()
 
     # -- registration -----------------------------------------------------------------------------
-    def add(self, name: str, source: Path | None, compiled: CompiledDelta | None = None) -> None:
+    def add(self, name: str, source: Path | None, compiled: CompiledDelta | None = None, meta: Any = None) -> None:
         """Know `name` (replacing any previous version); `compiled`, when given, becomes resident now."""
         with self._lock:
             self._forget(name)
-            self._sources[name] = None if source is None else Path(source)
+            self._known[name] = _Known(None if source is None else Path(source), meta)
             if compiled is not None:
                 self._make_resident(name, compiled)
 
     def remove(self, name: str) -> None:
         with self._lock:
             self._forget(name)
-            self._sources.pop(name, None)
+            self._known.pop(name, None)
             self._pinned.discard(name)
 
     def pin(self, name: str) -> None:
@@ -84,6 +93,11 @@ class AdapterCache:
             self._pinned.discard(name)
 
     # -- lookup -----------------------------------------------------------------------------------
+    def lookup(self, name: str) -> tuple[CompiledDelta, Any]:
+        """The adapter on the model's device and its metadata, of one and the same version."""
+        with self._lock:
+            return self.get(name), self._known[name].meta
+
     def get(self, name: str) -> CompiledDelta:
         with self._lock:
             self._require(name)
@@ -95,7 +109,9 @@ class AdapterCache:
                 self.stats.promotions += 1
                 return self._make_resident(name, self._cpu.pop(name))
             started = time.perf_counter()
-            compiled = self._compile(self._sources[name])
+            source = self._known[name].source
+            assert source is not None  # adapters without files are never evicted, so always resident
+            compiled = self._compile(source)
             elapsed = (time.perf_counter() - started) * 1000
             self.stats.loads += 1
             self.stats.load_ms_total += elapsed
@@ -105,13 +121,13 @@ class AdapterCache:
 
     def names(self) -> list[str]:
         with self._lock:
-            return sorted(self._sources)
+            return sorted(self._known)
 
     def snapshot(self) -> dict:
         with self._lock:
             return {
                 **asdict(self.stats),
-                "known": len(self._sources),
+                "known": len(self._known),
                 "resident": list(self._resident),
                 "cpu": list(self._cpu),
                 "pinned": sorted(self._pinned),
@@ -121,8 +137,8 @@ class AdapterCache:
 
     # -- tiers ------------------------------------------------------------------------------------
     def _require(self, name: str) -> None:
-        if name not in self._sources:
-            raise AdapterNotFound(f"adapter '{name}' is not loaded")
+        if name not in self._known:
+            raise AdapterNotFound(f"no adapter named '{name}'")
 
     def _forget(self, name: str) -> None:
         self._resident.pop(name, None)
@@ -137,7 +153,7 @@ class AdapterCache:
 
     def _evictable(self, tier: OrderedDict) -> str | None:
         # Adapters with no files on disk could not come back, so they stay like pinned ones.
-        return next((n for n in tier if n not in self._pinned and self._sources.get(n) is not None), None)
+        return next((n for n in tier if n not in self._pinned and self._known[n].source is not None), None)
 
     def _evict(self) -> None:
         while len(self._resident) > self.max_device and (name := self._evictable(self._resident)):

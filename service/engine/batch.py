@@ -19,6 +19,11 @@ class RowRequest:
     params: SamplingParams
     deadline: float | None = None  # time.monotonic() after which the row stops ("timeout") or, queued, is refused
 
+    @property
+    def extra_tokens(self) -> int:
+        """Cache entries the delta adds before the prompt: virtual tokens and prefix."""
+        return 0 if self.delta is None else self.delta.num_virtual_tokens + self.delta.prefix_length
+
 
 @dataclass
 class DeltaGroup:

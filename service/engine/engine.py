@@ -6,20 +6,23 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from service.engine.adapter_cache import AdapterCache
 from service.engine.base_model import BaseModel
 from service.engine.batch import RowRequest
-from service.engine.deltas import CompiledDelta, compile_adapter
+from service.engine.deltas import CompiledDelta, compile_adapter, compile_directory
 from service.engine.generate import EngineStats, GenerationResult, RunningBatch, generate_batch
 from service.engine.runtime import LinearDeltaRuntime
 from service.engine.sampling import SamplingParams
 from service.engine.static_decode import StaticDecoder, StaticRunningBatch
-from service.errors import InvalidRequest
+from service.errors import InvalidAdapterWeights, InvalidRequest
 
 log = logging.getLogger(__name__)
+
+PROBE_TEXT = "The quick brown fox jumps over the lazy dog. 1, 2, 3."
 
 
 class Engine:
@@ -39,7 +42,7 @@ class Engine:
         else:
             self.decoder = None
         self.adapters = AdapterCache(
-            lambda directory: compile_adapter(Path(directory), base, device=torch.device("cpu")),
+            lambda directory: compile_directory(Path(directory), base, device=torch.device("cpu")),
             device=base.device,
             dtype=base.dtype,
             max_device=max_resident_adapters,
@@ -51,30 +54,50 @@ class Engine:
 
     # -- adapters ---------------------------------------------------------------------------------
     def compile(self, directory: Path) -> CompiledDelta:
-        """Check and compile an adapter directory without registering it (raises AdapterError)."""
-        return compile_adapter(Path(directory), self.base)
+        """Check and compile an adapter folder without serving it; raises an AdapterError naming what does not fit."""
+        return compile_directory(Path(directory), self.base)
 
-    def register(self, name: str, delta: CompiledDelta, source: Path | None = None) -> None:
-        """Serve `delta` as `name` from now on. Requests already holding the previous version finish on it:
-        swapping the entry is the whole switch. Without `source` it can never be evicted."""
-        self.adapters.add(name, source, delta)
+    def compile_parsed(self, config: dict, weights: Path) -> CompiledDelta:
+        """The same, for an upload whose config the store has already parsed (each upload is parsed once)."""
+        return compile_adapter(config, weights, self.base)
 
-    def load(self, name: str, directory: Path) -> CompiledDelta:
+    def check_output(self, delta: CompiledDelta) -> None:
+        """Run the adapter once on a probe prompt and refuse it if the model's output is not finite: weights
+        that pass every shape check can still overflow inside the model (a poisoned or absurdly scaled delta)."""
+        row = self.make_row(PROBE_TEXT, delta, SamplingParams(max_new_tokens=1))
+        result = self.generate_rows([row])[0]
+        if result.error is not None:
+            raise InvalidAdapterWeights(
+                f"the adapter makes the model's output on a probe prompt fail ({result.error.message}); "
+                "its weights are broken or far too large"
+            )
+
+    def register(self, name: str, delta: CompiledDelta, source: Path | None = None, meta: Any = None) -> None:
+        """Serve `delta` as `name` from now on, with `meta` (the store's record). Requests already holding the
+        previous version finish on it: swapping the entry is the whole switch. Without `source` it can never
+        be evicted."""
+        self.adapters.add(name, source, delta, meta)
+
+    def load(self, name: str, directory: Path, meta: Any = None) -> CompiledDelta:
         started = time.perf_counter()
         delta = self.compile(directory)
-        self.register(name, delta, directory)
+        self.register(name, delta, directory, meta)
         log.info("Loaded adapter %s (%s) in %.1f ms", name, delta.kind, (time.perf_counter() - started) * 1000)
         return delta
 
-    def know(self, name: str, directory: Path) -> None:
+    def know(self, name: str, directory: Path, meta: Any = None) -> None:
         """Serve `name` from `directory`, compiled on first use (start-up with thousands of adapters)."""
-        self.adapters.add(name, directory)
+        self.adapters.add(name, directory, meta=meta)
 
     def unregister(self, name: str) -> None:
         self.adapters.remove(name)
 
     def get(self, name: str | None) -> CompiledDelta | None:
         return None if name is None else self.adapters.get(name)
+
+    def lookup(self, name: str) -> tuple[CompiledDelta, Any]:
+        """The compiled adapter and its metadata, of one version (may compile it from disk: call off the event loop)."""
+        return self.adapters.lookup(name)
 
     def names(self) -> list[str]:
         return self.adapters.names()
@@ -84,9 +107,11 @@ class Engine:
         # The tokenizer's defaults, exactly what a PEFT user's `tokenizer(text)` gives.
         return self.base.tokenizer(text)["input_ids"]
 
-    def make_row(self, text: str, delta: CompiledDelta | None, params: SamplingParams) -> RowRequest:
+    def make_row(self, text: str, delta: CompiledDelta | None, params: SamplingParams,
+                 deadline: float | None = None) -> RowRequest:
         prompt_ids = self.tokenize(text)
-        extra = delta.num_virtual_tokens + delta.prefix_length if delta else 0
+        row = RowRequest(prompt_ids=prompt_ids, delta=delta, params=params, deadline=deadline)
+        extra = row.extra_tokens
         if not prompt_ids and not extra:
             raise InvalidRequest("the text is empty after tokenization")
         total = len(prompt_ids) + extra + params.max_new_tokens
@@ -101,7 +126,7 @@ class Engine:
                 f"prompt ({len(prompt_ids)} tokens) + virtual tokens ({extra}) + max_new_tokens "
                 f"({params.max_new_tokens}) = {total} exceeds {limit}"
             )
-        return RowRequest(prompt_ids=prompt_ids, delta=delta, params=params)
+        return row
 
     @property
     def max_tokens_per_row(self) -> int:

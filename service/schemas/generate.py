@@ -1,19 +1,31 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Annotated
 
-from service.engine import SamplingParams
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from service.engine import GenerationResult, SamplingParams
+from service.engine.sampling import MAX_SEED
+
+# Bounds every request field has whatever the settings; the settings' limits (max_new_tokens, characters of
+# a text) are checked by the service layer, which names the setting.
+MAX_STOP_STRINGS = 16
+MAX_STOP_CHARS = 256
+MAX_TEXTS = 256
+StopString = Annotated[str, StringConstraints(max_length=MAX_STOP_CHARS)]
+StopStrings = Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)]
 
 
 class GenerationParams(BaseModel):
-    """Generation parameters shared by /generate and pipeline steps."""
+    """Generation parameters shared by /generate and pipeline steps. Numbers are strict: `true` is not 1."""
 
-    max_new_tokens: int = Field(64, ge=1, description="Upper bound on generated tokens")
-    temperature: float = Field(0.0, ge=0.0, le=10.0, description="0 = greedy (token-for-token PEFT's greedy output)")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(0, ge=0, description="0 = no top-k cut")
-    seed: int | None = Field(None, description="Makes a sampled request reproducible")
-    stop: list[str] | str | None = Field(None, description="Stop strings; the text ends before the first one")
+    max_new_tokens: int = Field(64, ge=1, strict=True, description="Upper bound on generated tokens")
+    temperature: float = Field(0.0, ge=0.0, le=10.0, strict=True, allow_inf_nan=False,
+                               description="0 = greedy (token-for-token PEFT's greedy output)")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, strict=True, allow_inf_nan=False)
+    top_k: int = Field(0, ge=0, le=1_000_000, strict=True, description="0 = no top-k cut")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, strict=True, description="Makes a sampled request reproducible")
+    stop: StopStrings | StopString | None = Field(None, description="Stop strings; the text ends before the first one")
 
     def sampling(self) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
@@ -38,12 +50,12 @@ class GenerateRequest(GenerationParams):
         },
     )
 
-    adapter: str | None = Field(None, description="Adapter name; null for the base model alone")
-    text: str | None = None
-    texts: list[str] | None = Field(None, min_length=1, max_length=256)
+    adapter: str | None = Field(None, max_length=64, description="Adapter name; null for the base model alone")
+    text: str | None = Field(None, description="One input (give `text` or `texts`)")
+    texts: list[str] | None = Field(None, min_length=1, max_length=MAX_TEXTS, description="Several inputs, one row each")
 
     @model_validator(mode="after")
-    def _one_input(self) -> "GenerateRequest":
+    def _one_input(self) -> GenerateRequest:
         if (self.text is None) == (self.texts is None):
             raise ValueError("give exactly one of 'text' or 'texts'")
         return self
@@ -51,9 +63,15 @@ class GenerateRequest(GenerationParams):
 
 class Completion(BaseModel):
     text: str
-    finish_reason: str = Field(description="'stop' (end-of-sequence or a stop string) or 'length'")
+    finish_reason: str = Field(
+        description="'stop' (end-of-sequence or a stop string), 'length', or 'timeout' (the request's deadline passed)")
     prompt_tokens: int
     completion_tokens: int
+
+    @classmethod
+    def from_result(cls, result: GenerationResult) -> Completion:
+        return cls(text=result.text, finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
+                   completion_tokens=result.completion_tokens)
 
 
 class GenerateResponse(Completion):

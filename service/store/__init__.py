@@ -1,6 +1,6 @@
 """The on-disk adapter store: validated uploads, versioned adapter folders, pipeline documents."""
 
-from service.store.adapter_store import AdapterStore, Inspection, Inspector, PutResult
+from service.store.adapter_store import AdapterStore, Inspection, Inspector, OnPublish, PutResult, StagedAdapter, check_prompt_template
 from service.store.names import NAME_RULE, is_valid_name, validate_name
 from service.store.pipelines import PipelineDocuments
 from service.store.records import AdapterRecord
@@ -27,6 +27,9 @@ __all__ = [
     "AdapterStore",
     "Inspection",
     "Inspector",
+    "OnPublish",
+    "StagedAdapter",
+    "check_prompt_template",
     "LocalVersionStorage",
     "PipelineDocuments",
     "PutResult",

@@ -9,10 +9,11 @@ Layout under `root`:
     .trash/<tmp>/                       deleted entries on their way out
     .pipelines/<name>.json              pipeline definitions
 
-A put stages and checks files, lets the caller's `inspect` reject them, renames the staged
-folder to `versions/<N>`, and only then replaces record.json. A crash before that replace
-leaves the old record (and a stray version folder no record names); after it, the new one.
-One process owns a root: start-up clears `.staging` and `.trash`.
+An upload is staged and checked once (`stage_*` returns a `StagedAdapter`, which only they make);
+`put` lets the caller's `inspect` reject it, renames the staged folder to `versions/<N>`, and only
+then replaces record.json. A crash before that replace leaves the old record (and a stray version
+folder no record names); after it, the new one. One process owns a root: start-up clears
+`.staging` and `.trash`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Generic, Protocol, TypeVar
 
 from service.errors import AdapterNotFound, InvalidRequest
 from service.store import uploads
@@ -48,20 +49,40 @@ TEMPLATE_FIELD = "{text}"
 
 
 class Inspection(Protocol):
-    """What `inspect` returns: the engine's verdict on a staged adapter."""
+    """What `inspect` returns: the caller's verdict on a staged adapter (the engine's compiled form)."""
 
-    kind: str
-    parameters: int
+    @property
+    def kind(self) -> str: ...
 
 
-Inspector = Callable[[Path], Inspection]
+InspectionT = TypeVar("InspectionT", bound=Inspection)
 
 
 @dataclass(frozen=True)
-class PutResult:
+class StagedAdapter:
+    """An upload in a private staging folder that passed every file check; only `stage_*` make one."""
+
+    directory: Path
+    config: dict  # adapter_config.json, parsed once
+    parameters: int  # elements over all tensors, from the safetensors header
+    bytes: int  # size of the two adapter files
+
+    @property
+    def weights(self) -> Path:
+        return self.directory / uploads.WEIGHTS_FILE
+
+
+Inspector = Callable[[StagedAdapter], InspectionT]
+# Called under the store's write lock right after the record switch, so that what a caller keeps beside
+# the store (the engine's compiled adapters) changes in the same order as the store itself.
+OnPublish = Callable[[AdapterRecord, Path, InspectionT], None]
+
+
+@dataclass(frozen=True)
+class PutResult(Generic[InspectionT]):
     record: AdapterRecord
     created: bool  # True for a new adapter, False when it replaced one
-    inspection: Any  # whatever `inspect` returned
+    inspection: InspectionT  # what `inspect` returned
 
 
 class AdapterStore:
@@ -134,7 +155,7 @@ class AdapterStore:
         try:
             return self._records[name]
         except KeyError:
-            raise AdapterNotFound(f"No adapter named {name!r}.") from None
+            raise AdapterNotFound(f"no adapter named '{name}'") from None
 
     def list(self) -> list[AdapterRecord]:
         records = self._records
@@ -153,61 +174,64 @@ class AdapterStore:
 
     # -- staging -------------------------------------------------------------------------------
 
-    def stage_files(self, files: Mapping[str, bytes]) -> Path:
-        """Stage form files (file name -> content); return the checked staging folder for put()."""
+    def stage_files(self, files: Mapping[str, bytes]) -> StagedAdapter:
+        """Stage form files (file name -> content), checked, for put()."""
         return self._stage(lambda dest: uploads.stage_files(files, dest, self.max_upload_bytes))
 
-    def stage_archive(self, data: bytes | BinaryIO) -> Path:
-        """Stage a zip or tar.gz body (bytes or a binary file object) for put()."""
+    def stage_archive(self, data: bytes | BinaryIO) -> StagedAdapter:
+        """Stage a zip or tar.gz body (bytes or a binary file object), checked, for put()."""
         return self._stage(lambda dest: uploads.stage_archive(data, dest, self.max_upload_bytes))
 
-    def stage_directory(self, source: Path) -> Path:
-        """Stage a copy of the adapter files in a local save_pretrained folder (demo adapters)."""
+    def stage_directory(self, source: Path) -> StagedAdapter:
+        """Stage a copy of the adapter files in a local save_pretrained folder (demo adapters), checked."""
         return self._stage(lambda dest: uploads.stage_directory(source, dest, self.max_upload_bytes))
 
-    def _stage(self, fill: Callable[[Path], object]) -> Path:
+    def _stage(self, fill: Callable[[Path], uploads.StagedSummary]) -> StagedAdapter:
         self._staging.mkdir(parents=True, exist_ok=True)
         dest = Path(tempfile.mkdtemp(prefix="upload-", dir=self._staging))
         try:
-            fill(dest)
+            summary = fill(dest)
         except BaseException:
             shutil.rmtree(dest, ignore_errors=True)
             raise
-        return dest
+        return StagedAdapter(directory=dest, config=summary.config, parameters=summary.parameters, bytes=summary.bytes)
+
+    def discard(self, staged: StagedAdapter) -> None:
+        """Drop a staged upload that will not be put."""
+        shutil.rmtree(staged.directory, ignore_errors=True)
 
     # -- writing -------------------------------------------------------------------------------
 
     def put(
         self,
         name: str,
-        staged_dir: Path,
-        inspect: Inspector,
+        staged: StagedAdapter,
+        inspect: Inspector[InspectionT],
         *,
         description: str | None = None,
         prompt_template: str | None = None,
-    ) -> PutResult:
-        """Create or replace adapter `name` from a folder made by one of the stage_* methods.
+        on_publish: OnPublish[InspectionT] | None = None,
+    ) -> PutResult[InspectionT]:
+        """Create or replace adapter `name` from an upload made by one of the stage_* methods.
 
         The staging folder is consumed: moved into the store on success, removed on failure,
         in which case the store is unchanged. On a replacement, a description or prompt template
         left as None keeps the previous one.
         """
-        staged_dir = Path(staged_dir)
+        staged_dir = staged.directory
         if staged_dir.parent.resolve() != self._staging.resolve():
             raise ValueError(f"{staged_dir} was not made by this store's stage_* methods")
         try:
             validate_name(name)
             if description is not None and not isinstance(description, str):
-                raise InvalidRequest("The description must be a string.")
-            _check_prompt_template(prompt_template)
-            # Re-check here too: put must never publish something the staging checks would refuse.
-            summary = uploads.check_staged(staged_dir)
-            inspection = inspect(staged_dir)  # the engine's verdict, before anything is visible
+                raise InvalidRequest("the description must be a string")
+            check_prompt_template(prompt_template)
+            inspection = inspect(staged)  # the caller's verdict, before anything is visible
             kind = inspection.kind
             if not isinstance(kind, str) or not kind:
                 raise TypeError(f"inspect returned kind {kind!r}; expected a non-empty string")
-            sha256 = _sha256(staged_dir / uploads.WEIGHTS_FILE)
-            base_model = summary.config.get("base_model_name_or_path")
+            sha256 = _sha256(staged.weights)
+            base_model = staged.config.get("base_model_name_or_path")
             base_model = base_model if isinstance(base_model, str) else None
 
             with self._lock:
@@ -218,8 +242,8 @@ class AdapterStore:
                         name=name,
                         kind=kind,
                         base_model=base_model,
-                        parameters=summary.parameters,
-                        bytes=summary.bytes,
+                        parameters=staged.parameters,
+                        bytes=staged.bytes,
                         sha256=sha256,
                         version=1,
                         created_at=now,
@@ -232,34 +256,39 @@ class AdapterStore:
                         previous,
                         kind=kind,
                         base_model=base_model,
-                        parameters=summary.parameters,
-                        bytes=summary.bytes,
+                        parameters=staged.parameters,
+                        bytes=staged.bytes,
                         sha256=sha256,
                         version=previous.version + 1,
                         updated_at=now,
                         description=description if description is not None else previous.description,
                         prompt_template=prompt_template if prompt_template is not None else previous.prompt_template,
                     )
-                self._versions.publish(name, record.version, staged_dir)
+                folder = self._versions.publish(name, record.version, staged_dir)
                 # The switch: before this line the old record is live, after it the new one.
                 write_json_atomic(self.root / name / RECORD_FILE, {"format": RECORD_FORMAT, **record.to_dict()})
                 self._records = {**self._records, name: record}
+                if on_publish is not None:
+                    on_publish(record, folder, inspection)
                 self._versions.prune(name, keep=record.version)
         except BaseException:
             shutil.rmtree(staged_dir, ignore_errors=True)  # gone already if it was published
             raise
         return PutResult(record=record, created=previous is None, inspection=inspection)
 
-    def delete(self, name: str) -> None:
-        """Remove an adapter: one rename hides it (record and files together), then the files go."""
+    def delete(self, name: str, on_delete: Callable[[str], None] | None = None) -> None:
+        """Remove an adapter: one rename hides it (record and files together), then the files go.
+        `on_delete` runs under the write lock right after the record is gone (see OnPublish)."""
         with self._lock:
             if name not in self._records:
-                raise AdapterNotFound(f"No adapter named {name!r}.")
+                raise AdapterNotFound(f"no adapter named '{name}'")
             self._trash.mkdir(parents=True, exist_ok=True)
             doomed = self._trash / f"{name}-{uuid.uuid4().hex}"
             os.rename(self.root / name, doomed)
             fsync_dir(self.root)
             self._records = {key: value for key, value in self._records.items() if key != name}
+            if on_delete is not None:
+                on_delete(name)
         shutil.rmtree(doomed, ignore_errors=True)  # a leftover is cleared at the next start
 
     # -- pipelines (kept by self.pipelines; these save callers a hop) --------------------------
@@ -277,12 +306,12 @@ class AdapterStore:
         self.pipelines.delete(name)
 
 
-def _check_prompt_template(template: str | None) -> None:
+def check_prompt_template(template: str | None) -> None:
     if template is None:
         return
     if not isinstance(template, str) or template.count(TEMPLATE_FIELD) != 1:
         raise InvalidRequest(
-            f"A prompt template must contain {TEMPLATE_FIELD} exactly once; it marks where the request text goes."
+            f"a prompt template must contain {TEMPLATE_FIELD} exactly once; it marks where the request text goes"
         )
 
 

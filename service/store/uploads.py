@@ -98,7 +98,7 @@ def stage_files(files: Mapping[str, bytes], dest: Path, max_bytes: int) -> Stage
 
     _refuse_pickles(by_name)
     if sum(len(content) for content in by_name.values()) > max_bytes:
-        raise PayloadTooLarge(_too_large_message(max_bytes))
+        raise PayloadTooLarge.upload(max_bytes)
     _check_file_set(by_name)
 
     for name in ADAPTER_FILES:
@@ -128,7 +128,7 @@ def stage_archive(data: bytes | bytearray | memoryview | BinaryIO, dest: Path, m
         size = body.seek(0, os.SEEK_END) - start
         body.seek(start)
         if size > body_limit:
-            raise PayloadTooLarge(_too_large_message(max_bytes))
+            raise PayloadTooLarge.upload(max_bytes)
         magic = body.read(4)
         body.seek(start)
         if magic in _ZIP_MAGIC:
@@ -168,7 +168,7 @@ def _unpack_zip(body: BinaryIO, dest: Path, max_bytes: int) -> None:
                 declared += info.file_size
             members.append(_Member(parts, is_dir, info))
         if declared > max_bytes:
-            raise PayloadTooLarge(_too_large_message(max_bytes))
+            raise PayloadTooLarge.upload(max_bytes)
 
         def open_member(member: _Member) -> BinaryIO:
             return archive.open(member.info)  # type: ignore[arg-type, return-value]
@@ -200,7 +200,7 @@ def _unpack_tar_gz(body: BinaryIO, dest: Path, max_bytes: int) -> None:
             if info.isreg():
                 declared += info.size
                 if declared > max_bytes:
-                    raise PayloadTooLarge(_too_large_message(max_bytes))
+                    raise PayloadTooLarge.upload(max_bytes)
             members.append(_Member(parts, info.isdir(), info))
 
         def open_member(member: _Member) -> BinaryIO:
@@ -267,7 +267,7 @@ def _write_members(
                     break
                 written += len(chunk)
                 if written > max_bytes:  # the real count, whatever the headers declared
-                    raise PayloadTooLarge(_too_large_message(max_bytes))
+                    raise PayloadTooLarge.upload(max_bytes)
                 target.write(chunk)
 
 
@@ -294,7 +294,7 @@ def _as_seekable(
         while chunk := data.read(_CHUNK):
             copied += len(chunk)
             if copied > limit:
-                raise PayloadTooLarge(_too_large_message(max_bytes))
+                raise PayloadTooLarge.upload(max_bytes)
             spool.write(chunk)
         spool.seek(0)
         yield spool  # type: ignore[misc]
@@ -331,7 +331,7 @@ def stage_directory(src: Path, dest: Path, max_bytes: int) -> StagedSummary:
         raise PickleRefused(f"{src} holds only pickle adapter weights. {PICKLE_ADVICE}")
     _check_file_set(dict.fromkeys(present))
     if sum((src / name).stat().st_size for name in ADAPTER_FILES) > max_bytes:
-        raise PayloadTooLarge(_too_large_message(max_bytes))
+        raise PayloadTooLarge.upload(max_bytes)
     for name in ADAPTER_FILES:
         shutil.copyfile(src / name, dest / name)
     return check_staged(dest)
@@ -408,6 +408,3 @@ def _sentence(exc: BaseException) -> str:
     """An exception's text ending in exactly one period, to close one of our messages."""
     return str(exc).rstrip(". ") + "."
 
-
-def _too_large_message(max_bytes: int) -> str:
-    return f"The upload is larger than the limit of {max_bytes} bytes."

@@ -1,4 +1,4 @@
-"""Compile a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) into its runtime form."""
+"""Compile a PEFT adapter (its parsed adapter_config.json and its adapter_model.safetensors) into its runtime form."""
 
 from __future__ import annotations
 
@@ -17,17 +17,19 @@ from service.engine.deltas.registry import kind_for, supported_peft_types
 from service.errors import InvalidAdapterConfig, InvalidAdapterWeights, UnsupportedAdapter
 from service.peft_format import CONFIG_FILE, WEIGHTS_FILE
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "CompiledDelta", "LinearDelta", "compile_adapter", "read_adapter_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "CompiledDelta",
+    "LinearDelta",
+    "compile_adapter",
+    "compile_directory",
+    "parse_config",
+]
 
 
-def read_adapter_config(directory: Path) -> PeftConfig:
-    path = Path(directory) / CONFIG_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InvalidAdapterConfig(f"{CONFIG_FILE} is missing") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidAdapterConfig(f"{CONFIG_FILE} is not valid JSON: {exc}") from None
+def parse_config(data: object) -> PeftConfig:
+    """PEFT's own config object from a parsed adapter_config.json, as `PeftConfig.from_pretrained` builds it."""
     if not isinstance(data, dict) or "peft_type" not in data:
         raise InvalidAdapterConfig(f"{CONFIG_FILE} has no 'peft_type'; is it a PEFT adapter config?")
     peft_type = str(data["peft_type"])
@@ -35,14 +37,14 @@ def read_adapter_config(directory: Path) -> PeftConfig:
         raise UnsupportedAdapter(
             f"adapter kind {peft_type} is not served; supported kinds: {', '.join(supported_peft_types())}"
         )
+    attributes = {key: value for key, value in data.items() if key != "runtime_config"}  # as peft drops it
     try:
-        return PeftConfig.from_pretrained(str(directory))
+        return PeftConfig.from_peft_type(**PeftConfig.check_kwargs(**attributes))
     except Exception as exc:  # peft raises TypeError/ValueError/KeyError for malformed configs
         raise InvalidAdapterConfig(f"peft could not parse {CONFIG_FILE}: {exc}") from None
 
 
-def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
-    path = Path(directory) / WEIGHTS_FILE
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InvalidAdapterWeights(f"{WEIGHTS_FILE} is missing")
     try:
@@ -51,11 +53,24 @@ def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
         raise InvalidAdapterWeights(f"{WEIGHTS_FILE} could not be read as safetensors: {exc}") from None
 
 
-def compile_adapter(directory: Path, base, device: torch.device | None = None) -> CompiledDelta:
-    """Parse, check against `base` (a BaseModel) and compile onto `device` (default: the base model's), in the
-    base model's dtype; raises an AdapterError naming any mismatch."""
-    config = read_adapter_config(directory)
-    tensors = _read_weights(directory)
-    kind = kind_for(str(config.peft_type.value if hasattr(config.peft_type, "value") else config.peft_type))
-    compiled = kind.compile(config, tensors, base)
+def compile_adapter(config: dict, weights: Path, base, device: torch.device | None = None) -> CompiledDelta:
+    """Check the adapter against `base` (a BaseModel) and compile it onto `device` (default: the base model's),
+    in the base model's dtype; raises an AdapterError naming any mismatch."""
+    peft_config = parse_config(config)
+    tensors = _read_weights(Path(weights))
+    kind = kind_for(str(getattr(peft_config.peft_type, "value", peft_config.peft_type)))
+    assert kind is not None  # parse_config refused unserved kinds
+    compiled = kind.compile(peft_config, tensors, base)
     return compiled.to(device or base.device, base.dtype)
+
+
+def compile_directory(directory: Path, base, device: torch.device | None = None) -> CompiledDelta:
+    """Compile an adapter folder already in the store (start-up, or a cold load after eviction)."""
+    path = Path(directory) / CONFIG_FILE
+    try:
+        config = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise InvalidAdapterConfig(f"{CONFIG_FILE} is missing") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidAdapterConfig(f"{CONFIG_FILE} is not valid JSON: {exc}") from None
+    return compile_adapter(config, Path(directory) / WEIGHTS_FILE, base, device)

@@ -1,0 +1,83 @@
+"""Completing requests: limits, the adapter and its template, tokenizing, queueing rows on the batcher.
+
+The event loop only does I/O here: resolving an adapter (which may compile it from disk), templating and
+tokenizing run in worker threads, and the model runs on the batcher's own thread. Every input is bounded
+before any work is spent on it: characters before tokenizing, tokens before queueing, and the number of
+requests in flight (admission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from service.admission import Admission, Lease
+from service.config import Settings
+from service.engine import Engine, GenerationResult, SamplingParams
+from service.engine.batch import RowRequest
+from service.engine.batcher import Batcher
+from service.errors import InvalidRequest
+from service.registry import AdapterRegistry, ResolvedAdapter
+
+
+class Inference:
+    def __init__(self, settings: Settings, registry: AdapterRegistry, engine: Engine, batcher: Batcher,
+                 admission: Admission):
+        self.settings = settings
+        self.registry = registry
+        self.engine = engine
+        self.batcher = batcher
+        self.admission = admission
+
+    # -- checks that cost nothing (run them before any other work) ---------------------------------
+    def check_params(self, params: SamplingParams, where: str = "max_new_tokens") -> None:
+        limit = self.settings.max_new_tokens_limit
+        if params.max_new_tokens > limit:
+            raise InvalidRequest(f"{where} may be at most {limit} (DELTASERVE_MAX_NEW_TOKENS_LIMIT), not {params.max_new_tokens}")
+
+    def check_text(self, text: str, where: str = "text") -> None:
+        self.check_chars(len(text), where)
+
+    def check_chars(self, chars: int, where: str) -> None:
+        limit = self.settings.max_input_chars
+        if chars > limit:
+            raise InvalidRequest(f"{where} has {chars} characters, more than the {limit} allowed (DELTASERVE_MAX_INPUT_CHARS)")
+
+    def deadline(self) -> float:
+        return time.monotonic() + self.settings.request_timeout_s
+
+    # -- requests -----------------------------------------------------------------------------------
+    async def generate(self, adapter: str | None, texts: Sequence[str], params: SamplingParams) -> list[GenerationResult]:
+        """One request: every text with one adapter (or the base model), each text a row of the shared batch."""
+        self.check_params(params)
+        for index, text in enumerate(texts):
+            self.check_text(text, "text" if len(texts) == 1 else f"texts[{index}]")
+        with self.admission.lease() as lease:
+            return await self.run(adapter, texts, params, lease=lease, deadline=self.deadline())
+
+    async def run(self, adapter: str | None, texts: Sequence[str], params: SamplingParams, *, lease: Lease,
+                  deadline: float, refuse_when_full: bool = True) -> list[GenerationResult]:
+        """Rows for `texts` under an admitted request's `lease`. Their tokens count against the token bound
+        while they run; `refuse_when_full=False` (the steps of an admitted pipeline) counts them without
+        refusing, so an admitted pipeline is never cut off halfway."""
+        resolved = await asyncio.to_thread(self.registry.resolve, adapter)
+        rows = await asyncio.to_thread(self._rows, resolved, texts, params, deadline)
+        tokens = sum(len(row.prompt_ids) + row.extra_tokens + params.max_new_tokens for row in rows)
+        lease.add_tokens(tokens, refuse=refuse_when_full)
+        try:
+            return await self._submit_all(rows)
+        finally:
+            lease.give_back_tokens(tokens)
+
+    def _rows(self, resolved: ResolvedAdapter, texts: Sequence[str], params: SamplingParams,
+              deadline: float) -> list[RowRequest]:
+        return [self.engine.make_row(resolved.apply_template(text), resolved.delta, params, deadline) for text in texts]
+
+    async def _submit_all(self, rows: list[RowRequest]) -> list[GenerationResult]:
+        tasks = [asyncio.ensure_future(self.batcher.submit(row)) for row in rows]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:  # one row failed or the caller went away: its siblings stop too
+                task.cancel()
