@@ -37,7 +37,7 @@ from tokenizers import Tokenizer, models
 
 from service.engine import Engine, SamplingParams
 from service.engine.base_model import wrap_base_model
-from service.engine.batch import LinearPlan, RowRequest, group_rows
+from service.engine.batch import RowRequest
 from service.engine.batcher import Batcher
 from service.engine.deltas import compile_directory
 
@@ -201,27 +201,27 @@ def main() -> None:
     mixed = [configs[i % len(configs)][0] for i in range(B)]
     record(f"ours_mixed_{args.adapters}_all_kinds", timed(lambda: engine.generate_rows(rows_for(mixed)), device, args.reps))
 
-    # Switching adapters between steps: resolving them and setting up the batch's per-row deltas. The static
-    # path's tables keep the weights of adapters already in the batch (only the row -> adapter map changes);
-    # an adapter new to the batch is copied into them. The eager path builds row indices either way.
+    # Switching adapters between steps: resolving them and setting up the batch's per-row deltas. A batch's
+    # row tables keep the weights of adapters already in it (only the row -> number map changes); an adapter
+    # new to the batch is copied into them. Both decode paths use the same tables.
     def switch_ms(row_lists) -> float:
-        with torch.inference_mode():
-            if engine.decoder is not None:
-                engine.decoder.tables.assign([row.delta for row in row_lists[-1]])  # the batch so far
-            started = time.perf_counter()
-            for i in range(200):
-                rows = row_lists[i % len(row_lists)]
-                for row in rows[:1]:
-                    engine.get(adapter_of[id(row.delta)])
-                if engine.decoder is not None:
-                    engine.decoder.tables.assign([row.delta for row in rows])
-                else:
-                    LinearPlan.from_groups(group_rows(rows, device))
-            sync(device)
-        return (time.perf_counter() - started) / 200 * 1000
+        batch = engine.new_batch()  # the static path's fixed tables, or the eager batch's own
+        try:
+            with torch.inference_mode():
+                batch.tables.assign([row.delta for row in row_lists[-1]])  # the batch so far
+                started = time.perf_counter()
+                for i in range(200):
+                    rows = row_lists[i % len(row_lists)]
+                    engine.get(adapter_of[rows[0].delta.uid])
+                    numbers = batch.tables.assign([row.delta for row in rows])
+                    torch.tensor(numbers, device=device)  # the row -> number map goes to the device
+                sync(device)
+                return (time.perf_counter() - started) / 200 * 1000
+        finally:
+            batch.close()
 
     names = [name for name, _ in configs]
-    adapter_of = {id(engine.get(name)): name for name in names}
+    adapter_of = {engine.get(name).uid: name for name in names}
     window = names[:8]
     results["ours_switch_resident_ms"] = switch_ms([rows_for((window[i:] + window[:i]) * B)[:B] for i in range(8)])
     # Each step one adapter leaves the batch and another (resident on the device, new to the batch) joins.

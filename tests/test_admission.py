@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from service.config import Settings
-from service.engine.generate import RunningBatch
+from service.engine.decode_loop import RunningBatch
 from service.inference import Inference
 from service.main import create_app
 from tests.http_server import serve

@@ -188,7 +188,7 @@ def test_access_keys(settings, tiny_base, adapter_dirs):
 def test_a_client_that_disconnects_stops_its_generation(settings, tiny_base, monkeypatch):
     """Over real HTTP: the client gives up (read timeout, connection closed); the server drops the row at a
     token boundary instead of running it to its token limit, and serves on."""
-    from service.engine.generate import RunningBatch
+    from service.engine.decode_loop import RunningBatch
 
     step = RunningBatch.step
 

@@ -121,7 +121,7 @@ def test_named_pipelines_persist(app_and_url, client, tiny_base):
 
 
 def test_a_client_that_disconnects_stops_its_pipeline(app_and_url, client, monkeypatch):
-    from service.engine.generate import RunningBatch
+    from service.engine.decode_loop import RunningBatch
 
     step = RunningBatch.step
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from service.engine import SamplingParams
-from service.engine import generate as decode_loop
+from service.engine import rows as row_state
 from service.engine import sampling
+from service.engine.deltas.prompt import VirtualTokens
 from service.errors import NonFiniteLogits, RowFailed
 from tests.test_static_decode import static_engine  # noqa: F401  (a fixture)
 
@@ -22,7 +23,7 @@ PARAMS = SamplingParams(max_new_tokens=8, logprobs=3)
 
 def poisoned(delta):
     """The same adapter with NaN virtual tokens: its row's output is NaN from the first forward pass on."""
-    return dataclasses.replace(delta, virtual_embeddings=torch.full_like(delta.virtual_embeddings, float("nan")))
+    return dataclasses.replace(delta, prompt=VirtualTokens(torch.full_like(delta.prompt.embeddings, float("nan"))))
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ def test_a_failure_in_sampling_one_row_fails_only_that_row(engine, monkeypatch):
 
 
 def test_a_failure_in_stop_handling_one_row_fails_only_that_row(engine, monkeypatch):
-    find_stop = decode_loop.find_stop
+    find_stop = row_state.find_stop
 
     def broken_for_one_stop_string(text, piece, stops):
         if "BOOM" in stops:
@@ -119,7 +120,7 @@ def test_a_failure_in_stop_handling_one_row_fails_only_that_row(engine, monkeypa
     with_stops = SamplingParams(max_new_tokens=8, stop=("never", "appears"), logprobs=1)
     rows = neighbour_rows(engine) + [engine.make_row(TEXTS[0], engine.get("lora"), with_stops)]
     alone = outputs(engine.generate_rows(rows))
-    monkeypatch.setattr(decode_loop, "find_stop", broken_for_one_stop_string)
+    monkeypatch.setattr(row_state, "find_stop", broken_for_one_stop_string)
     booming = engine.make_row(TEXTS[1], engine.get("prefix_tuning"), SamplingParams(max_new_tokens=8, stop=("BOOM",)))
     mixed = engine.generate_rows([*rows[:3], booming, *rows[3:]])
     failed = mixed.pop(3)
@@ -131,7 +132,7 @@ def test_a_failure_in_detokenizing_one_row_fails_only_that_row(engine, monkeypat
     rows = neighbour_rows(engine)
     alone = outputs(engine.generate_rows(rows))
     victim = engine.make_row("Who painted the Mona Lisa?", None, SamplingParams(max_new_tokens=8, top_k=99))
-    add = decode_loop.IncrementalText.add
+    add = row_state.IncrementalText.add
     owners = {}
 
     def broken_for_the_victim(self, token):
@@ -139,14 +140,14 @@ def test_a_failure_in_detokenizing_one_row_fails_only_that_row(engine, monkeypat
             raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "injected")
         return add(self, token)
 
-    init = decode_loop.RowState.__init__
+    init = row_state.RowState.__init__
 
     def remember(self, row, base, ticket=None):
         init(self, row, base, ticket)
         owners[id(self.detokenizer)] = "victim" if row is victim else "other"
 
-    monkeypatch.setattr(decode_loop.IncrementalText, "add", broken_for_the_victim)
-    monkeypatch.setattr(decode_loop.RowState, "__init__", remember)
+    monkeypatch.setattr(row_state.IncrementalText, "add", broken_for_the_victim)
+    monkeypatch.setattr(row_state.RowState, "__init__", remember)
     mixed = engine.generate_rows([victim, *rows])
     assert mixed[0].finish_reason == "error" and isinstance(mixed[0].error, RowFailed)
     assert_unchanged(outputs(mixed[1:]), alone)
@@ -156,7 +157,7 @@ def test_a_row_that_breaks_the_prefill_fails_alone(engine):
     """A delta the batch builder cannot lay out (virtual tokens of the wrong width) fails its own row; the
     rows prefilled in the same group are retried one by one and come out as they would alone."""
     prompt = engine.get("prompt_tuning")
-    broken = dataclasses.replace(prompt, virtual_embeddings=torch.zeros(prompt.num_virtual_tokens, 3))
+    broken = dataclasses.replace(prompt, prompt=VirtualTokens(torch.zeros(prompt.num_virtual_tokens, 3)))
     rows = neighbour_rows(engine)
     alone = outputs(engine.generate_rows(rows))
     mixed = engine.generate_rows([*rows[:1], engine.make_row("Paris", broken, PARAMS), *rows[1:]])
@@ -200,7 +201,7 @@ def test_poisoned_requests_fail_or_pass_alone_while_others_run(tmp_path, tiny_ba
     import httpx
 
     from service.config import Settings
-    from service.engine.generate import RunningBatch
+    from service.engine.decode_loop import RunningBatch
     from service.main import create_app
     from tests.http_server import serve
 

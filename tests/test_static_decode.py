@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import random
 
 import httpx
@@ -20,7 +21,9 @@ from service.engine import Engine, SamplingParams
 from service.engine import static_decode
 from service.engine.base_model import wrap_base_model
 from service.engine.batcher import Batcher
-from service.engine.row_tables import RowDeltaTables
+from service.engine.deltas.ia3 import IA3Table
+from service.engine.deltas.lora import LoraTable
+from service.engine.row_tables import RowTables
 from service.engine.static_cache import StaticKVCache
 from service.engine.static_decode import StaticRunningBatch
 from service.errors import InvalidRequest
@@ -136,50 +139,68 @@ def test_rows_longer_than_the_cache_are_refused(static_engine):
         static_engine.make_row("Paris", None, SamplingParams(max_new_tokens=CAPACITY))
 
 
+def fixed_tables(engine) -> RowTables:
+    return RowTables(engine.base.linear_shapes, SLOTS + 1, torch.device("cpu"), torch.float32, growable=False)
+
+
+def tables_of(tables: RowTables, table_type) -> dict:
+    return {module: table for (module, kind), table in tables.tables.items() if issubclass(kind, table_type)}
+
+
 def test_tables_hold_each_rows_delta_and_only_grow(static_engine):
-    tables = RowDeltaTables(static_engine.base.linear_shapes, SLOTS, torch.device("cpu"), torch.float32)
+    tables = fixed_tables(static_engine)
     lora, patterns, ia3 = (static_engine.get(kind) for kind in ("lora", "lora_patterns", "ia3"))
     tables.assign([lora])
     version = tables.version
-    tables.assign([None, lora])  # rows move, adapters stay: only the row -> number map changes
-    assert tables.version == version and tables.row_adapter.tolist() == [0, tables.numbers[id(lora)], 0, 0]
+    numbers = tables.assign([None, lora])  # rows move, adapters stay: only the row -> number map changes
+    assert tables.version == version and numbers == [0, tables.numbers[lora.uid]]
 
-    tables.assign([lora, patterns, ia3, lora])
-    rows = tables.row_adapter.tolist()
+    rows = tables.assign([lora, patterns, ia3, lora])
     assert rows[0] == rows[3] and len({rows[0], rows[1], rows[2]}) == 3
-    for name, table in tables.lora.items():
+    for table in tables_of(tables, LoraTable).values():
         own, other = table.scales[rows[0]] != 0, table.scales[rows[1]] != 0
         assert not bool((own & other).any())  # two LoRAs never share rank columns
         assert float(table.scales[rows[2]].abs().sum()) == 0  # the IA3 adapter has no LoRA columns
-    for name, table in tables.ia3.items():
-        assert torch.equal(table.vectors[rows[2]], ia3.linear[name].vector)
+    for name, table in tables_of(tables, IA3Table).items():
+        assert torch.equal(table.vectors[rows[2]], ia3.modules[name].vector)
         assert bool((table.vectors[[0, rows[0], rows[1]]] == 1).all())
 
     # The LoRA adapters leave: their numbers are free and hold nothing; only the IA3 row stays.
     tables.assign([ia3])
-    assert set(tables.numbers) == {id(ia3)}
-    assert all(float(t.scales.abs().sum()) == 0 for t in tables.lora.values())
+    assert set(tables.numbers) == {ia3.uid}
+    assert all(float(t.scales.abs().sum()) == 0 for t in tables_of(tables, LoraTable).values())
     version = tables.version
-    tables.assign([])
-    assert tables.version == version and tables.numbers == {} and tables.row_adapter.tolist() == [0] * SLOTS
-    assert all(bool((t.vectors == 1).all()) for t in tables.ia3.values())
+    assert tables.assign([]) == [] and tables.version == version and tables.numbers == {} and tables.empty
+    assert all(bool((t.vectors == 1).all()) for t in tables_of(tables, IA3Table).values())
+    with pytest.raises(RuntimeError, match="do not fit"):  # fixed tables never grow their numbers
+        tables.assign([static_engine.get(kind) for kind in KINDS if static_engine.get(kind).modules] * 2
+                      + [dataclasses.replace(lora, uid=lora.uid + 10_000 + i) for i in range(SLOTS)])
 
 
 def test_tables_reuse_freed_columns_and_grow_when_full(static_engine):
-    tables = RowDeltaTables(static_engine.base.linear_shapes, SLOTS, torch.device("cpu"), torch.float32)
+    tables = fixed_tables(static_engine)
     lora, patterns = static_engine.get("lora"), static_engine.get("lora_patterns")
-    name = next(n for n in lora.linear if n in patterns.linear)
+    name = next(n for n in lora.modules if n in patterns.modules)
     tables.assign([lora])
-    width = tables.lora[name].rank_columns
+    width = tables_of(tables, LoraTable)[name].rank_columns
     for _ in range(3):  # leaving and coming back reuses the same columns: nothing grows
         tables.assign([patterns])
         tables.assign([lora])
-    assert tables.lora[name].rank_columns == width
+    assert tables_of(tables, LoraTable)[name].rank_columns == width
     tables.assign([lora, patterns])
-    table = tables.lora[name]
-    assert table.rank_columns >= lora.linear[name].rank + patterns.linear[name].rank
-    start, rank = tables._columns[name][tables.numbers[id(patterns)]]
-    torch.testing.assert_close(table.a[start : start + rank], patterns.linear[name].lora_a)
+    table = tables_of(tables, LoraTable)[name]
+    assert table.rank_columns >= lora.modules[name].rank + patterns.modules[name].rank
+    start, rank = table._columns[tables.numbers[patterns.uid]]
+    torch.testing.assert_close(table.a[start : start + rank], patterns.modules[name].lora_a)
+
+
+def test_eager_tables_grow_their_numbers_as_adapters_join(engine):
+    tables = RowTables(engine.base.linear_shapes, 2, torch.device("cpu"), torch.float32, growable=True)
+    versions = [dataclasses.replace(engine.get("lora"), uid=engine.get("lora").uid + 20_000 + i) for i in range(5)]
+    numbers = tables.assign(versions)
+    assert sorted(numbers) == [1, 2, 3, 4, 5] and tables.capacity >= 6
+    table = tables_of(tables, LoraTable)[next(iter(versions[0].modules))]
+    assert all(float(table.scales[n].abs().sum()) > 0 for n in numbers)
 
 
 def test_decode_step_traces_as_one_graph(static_engine):
@@ -189,15 +210,18 @@ def test_decode_step_traces_as_one_graph(static_engine):
     assert decoder.try_lease()
     try:
         with torch.inference_mode():
-            decoder.tables.assign([static_engine.get("lora"), static_engine.get("ia3"), None, static_engine.get("lora_patterns")])
+            deltas = [static_engine.get("lora"), static_engine.get("ia3"), None, static_engine.get("lora_patterns")]
+            decoder.row_numbers[:SLOTS] = torch.tensor(decoder.tables.assign(deltas))
             decoder.cache.set_column(5)
             decoder.cache.rows, decoder.cache.width = SLOTS, 16
-            plan = decoder.tables.plan()
-            eager = decoder._step(plan).clone()
-            traced = torch.compile(lambda: decoder._step(plan), backend="eager", fullgraph=True)()
+            eager = decoder._step(True).clone()
+            traced = torch.compile(lambda: decoder._step(True), backend="eager", fullgraph=True)()
         torch.testing.assert_close(traced, eager)
     finally:
-        decoder.cache.valid.zero_()
+        with torch.inference_mode():
+            decoder.cache.valid.zero_()
+            decoder.tables.assign([])
+            decoder.row_numbers.zero_()
         decoder.release()
 
 

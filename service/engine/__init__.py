@@ -4,7 +4,7 @@ from service.engine.base_model import BaseModel, load_base_model, prepare_base_m
 from service.engine.deltas import CompiledDelta, compile_adapter
 from service.engine.engine import Engine
 from service.engine.sampling import SamplingParams
-from service.engine.generate import GenerationResult
+from service.engine.rows import GenerationResult
 
 __all__ = [
     "BaseModel",

@@ -53,14 +53,12 @@ class AdapterCache:
         dtype: torch.dtype,
         max_device: int,
         max_cpu: int,
-        on_device: Callable[[CompiledDelta], None] = lambda delta: None,  # called once per adapter made resident
         cpu_tier: bool | None = None,  # default: only when the device is not the CPU
     ):
         self._compile = compile_fn
         self._device, self._dtype = device, dtype
         self._separate_cpu_tier = device.type != "cpu" if cpu_tier is None else cpu_tier
         self.max_device, self.max_cpu = max_device, max_cpu
-        self._on_device = on_device
         self._known: dict[str, _Known] = {}  # every adapter that can be served
         self._resident: OrderedDict[str, CompiledDelta] = OrderedDict()  # on the device, least recent first
         self._cpu: OrderedDict[str, CompiledDelta] = OrderedDict()
@@ -146,7 +144,6 @@ class AdapterCache:
 
     def _make_resident(self, name: str, compiled: CompiledDelta) -> CompiledDelta:
         on_device = compiled.to(self._device, self._dtype)
-        self._on_device(on_device)
         self._resident[name] = on_device
         self._evict()
         return on_device

@@ -1,4 +1,4 @@
-"""What one forward batch is made of. One adapter per batch is the special case of one adapter per row."""
+"""What one forward batch is made of: each row's request, and the left-padded layout of a prefill."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from service.engine.deltas.compiled import CompiledDelta, LinearDelta
+from service.engine.deltas.compiled import CompiledDelta
 from service.engine.sampling import SamplingParams
 
 
@@ -26,36 +26,6 @@ class RowRequest:
 
 
 @dataclass
-class DeltaGroup:
-    """Rows of the batch that share one compiled delta."""
-
-    delta: CompiledDelta
-    rows: torch.Tensor | None  # [k] long row indices, or None when every row of the batch uses it
-
-
-@dataclass
-class LinearPlan:
-    """For each hooked base module, the deltas to apply and to which rows; built once per batch."""
-
-    inputs: dict[str, list[tuple[LinearDelta, torch.Tensor | None]]]
-    outputs: dict[str, list[tuple[LinearDelta, torch.Tensor | None]]]
-
-    @classmethod
-    def from_groups(cls, groups: list[DeltaGroup]) -> "LinearPlan":
-        inputs: dict[str, list] = {}
-        outputs: dict[str, list] = {}
-        for group in groups:
-            for module, delta in group.delta.linear.items():
-                target = inputs if delta.scales_input else outputs
-                target.setdefault(module, []).append((delta, group.rows))
-        return cls(inputs=inputs, outputs=outputs)
-
-    @property
-    def modules(self) -> set[str]:
-        return set(self.inputs) | set(self.outputs)
-
-
-@dataclass
 class PrefillBatch:
     """Left-padded inputs for the first forward pass. Per row the layout is
 
@@ -68,26 +38,15 @@ class PrefillBatch:
     attention_mask: torch.Tensor  # [B, P + T] long, P = max(P_i)
     position_ids: torch.Tensor  # [B, T] long: 0.. counted over the row's prefix and virtual tokens too
     kv_prefix: list[tuple[torch.Tensor, torch.Tensor]] | None  # per layer (k, v) [B, kv_heads, P, head_dim]
-    groups: list[DeltaGroup]
-
-
-def group_rows(rows: list[RowRequest], device: torch.device) -> list[DeltaGroup]:
-    by_delta: dict[int, tuple[CompiledDelta, list[int]]] = {}
-    for index, row in enumerate(rows):
-        if row.delta is not None:
-            by_delta.setdefault(id(row.delta), (row.delta, []))[1].append(index)
-    groups = []
-    for delta, indices in by_delta.values():
-        every_row = len(indices) == len(rows)
-        groups.append(DeltaGroup(delta, None if every_row else torch.tensor(indices, device=device)))
-    return groups
 
 
 def build_prefill(rows: list[RowRequest], base) -> PrefillBatch:
     device = base.device
     batch = len(rows)
-    token_lengths = [row.delta.num_virtual_tokens + len(row.prompt_ids) if row.delta else len(row.prompt_ids) for row in rows]
-    prefix_lengths = [row.delta.prefix_length if row.delta else 0 for row in rows]
+    prompts = [row.delta.prompt if row.delta is not None else None for row in rows]
+    virtual = [p.virtual_tokens if p else 0 for p in prompts]
+    prefix_lengths = [p.prefix_length if p else 0 for p in prompts]
+    token_lengths = [v + len(row.prompt_ids) for v, row in zip(virtual, rows)]
     width, prefix_width = max(token_lengths), max(prefix_lengths)
 
     ids = torch.full((batch, width), base.pad_token_id, dtype=torch.long)
@@ -100,32 +59,21 @@ def build_prefill(rows: list[RowRequest], base) -> PrefillBatch:
     ids, mask = ids.to(device), mask.to(device)
 
     embeds = base.embed(ids)
-    for i, row in enumerate(rows):
-        if row.delta is not None and row.delta.virtual_embeddings is not None:
-            n_virtual = row.delta.num_virtual_tokens
+    for i, prompt in enumerate(prompts):
+        if prompt is not None and virtual[i]:
             start = width - token_lengths[i]
-            embeds[i, start : start + n_virtual] = row.delta.virtual_embeddings.to(embeds.dtype)
+            prompt.write_embeddings(embeds[i, start : start + virtual[i]])
 
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_width:]
 
     kv_prefix = None
     if prefix_width:
-        layers = base.num_layers
         shape = (batch, base.num_kv_heads, prefix_width, base.head_dim)
-        keys = [torch.zeros(shape, device=device, dtype=base.dtype) for _ in range(layers)]
-        values = [torch.zeros(shape, device=device, dtype=base.dtype) for _ in range(layers)]
-        for i, row in enumerate(rows):
-            if prefix_lengths[i]:
-                prefix = row.delta.kv_prefix  # [layers, 2, kv_heads, n, head_dim]
-                for layer in range(layers):
-                    keys[layer][i, :, prefix_width - prefix_lengths[i] :] = prefix[layer, 0]
-                    values[layer][i, :, prefix_width - prefix_lengths[i] :] = prefix[layer, 1]
+        keys = [torch.zeros(shape, device=device, dtype=base.dtype) for _ in range(base.num_layers)]
+        values = [torch.zeros(shape, device=device, dtype=base.dtype) for _ in range(base.num_layers)]
+        for i, prompt in enumerate(prompts):
+            if prompt is not None and prefix_lengths[i]:
+                prompt.write_prefix(keys, values, i, prefix_width - prefix_lengths[i])
         kv_prefix = list(zip(keys, values))
 
-    return PrefillBatch(
-        inputs_embeds=embeds,
-        attention_mask=mask,
-        position_ids=positions,
-        kv_prefix=kv_prefix,
-        groups=group_rows(rows, device),
-    )
+    return PrefillBatch(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, kv_prefix=kv_prefix)

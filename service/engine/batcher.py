@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from service.engine.batch import RowRequest
 from service.engine.engine import Engine
-from service.engine.generate import GenerationResult
+from service.engine.rows import GenerationResult
 from service.engine.sampling import SamplingParams
 from service.errors import DeadlineExceeded, EngineUnavailable
 
@@ -34,8 +34,8 @@ class _Waiting:
 
     @property
     def key(self) -> int:
-        # Batching key: the compiled delta object itself, so two versions of one adapter never share a batch.
-        return 0 if self.row.delta is None else id(self.row.delta)
+        # Batching key: the compiled version, so two versions of one adapter never share a by-adapter batch.
+        return 0 if self.row.delta is None else self.row.delta.uid
 
 
 class Batcher:

@@ -14,8 +14,9 @@ from service.engine.adapter_cache import AdapterCache
 from service.engine.base_model import BaseModel
 from service.engine.batch import RowRequest
 from service.engine.deltas import CompiledDelta, compile_adapter, compile_directory
-from service.engine.generate import EngineStats, GenerationResult, RunningBatch, generate_batch
-from service.engine.runtime import LinearDeltaRuntime
+from service.engine.decode_loop import EngineStats, RunningBatch, generate_batch
+from service.engine.module_hooks import ModuleHooks
+from service.engine.rows import GenerationResult
 from service.engine.sampling import SamplingParams
 from service.engine.static_decode import StaticDecoder, StaticRunningBatch
 from service.errors import InvalidAdapterWeights, InvalidRequest
@@ -32,12 +33,12 @@ class Engine:
         per row for `max_batch_size` rows; with `cuda_graphs`, decode steps replay CUDA graphs on a GPU), or
         "auto": static on CUDA, eager elsewhere."""
         self.base = base
-        self.runtime = LinearDeltaRuntime(base.model)
+        self.hooks = ModuleHooks(base.model)
         if decode not in ("auto", "eager", "static"):
             raise ValueError(f"decode must be 'auto', 'eager' or 'static', not {decode!r}")
         if decode == "static" or (decode == "auto" and base.device.type == "cuda"):
             self.decoder: StaticDecoder | None = StaticDecoder(
-                base, self.runtime, slots=max_batch_size, capacity=min(kv_cache_tokens, base.max_positions), cuda_graphs=cuda_graphs
+                base, self.hooks, slots=max_batch_size, capacity=min(kv_cache_tokens, base.max_positions), cuda_graphs=cuda_graphs
             )
         else:
             self.decoder = None
@@ -47,9 +48,8 @@ class Engine:
             dtype=base.dtype,
             max_device=max_resident_adapters,
             max_cpu=max_cpu_adapters,
-            on_device=lambda delta: self.runtime.ensure_hooks(set(delta.linear)),
         )
-        self._model_lock = threading.Lock()  # one forward pass at a time: the hooks share one plan
+        self._model_lock = threading.Lock()  # one forward pass at a time: the hooks read one batch's tables
         self.stats = EngineStats()
 
     # -- adapters ---------------------------------------------------------------------------------
@@ -136,8 +136,8 @@ class Engine:
         """An empty running batch that rows can join and leave at token boundaries (the batcher's). It takes
         the static path when that is on and no other batch holds it; close() the batch to give it back."""
         if self.decoder is not None and self.decoder.try_lease():
-            return StaticRunningBatch(self.base, self.runtime, self.stats, self._model_lock, self.decoder)
-        return RunningBatch(self.base, self.runtime, self.stats, self._model_lock)
+            return StaticRunningBatch(self.base, self.hooks, self.stats, self._model_lock, self.decoder)
+        return RunningBatch(self.base, self.hooks, self.stats, self._model_lock)
 
     def decode_info(self) -> dict:
         """Which decode path serves the running batch, for /stats."""

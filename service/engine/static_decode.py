@@ -18,10 +18,9 @@ import threading
 import torch
 
 from service.engine.base_model import BaseModel
-from service.engine.batch import LinearPlan
-from service.engine.generate import EngineStats, RunningBatch
-from service.engine.row_tables import RowDeltaTables
-from service.engine.runtime import LinearDeltaRuntime
+from service.engine.decode_loop import EngineStats, RunningBatch
+from service.engine.module_hooks import ModuleHooks
+from service.engine.row_tables import RowTables
 from service.engine.static_cache import StaticKVCache
 
 log = logging.getLogger(__name__)
@@ -47,13 +46,15 @@ def _bucket(n: int, sizes: list[int]) -> int:
 class StaticDecoder:
     """The static path's tensors and graphs. One running batch at a time leases it."""
 
-    def __init__(self, base: BaseModel, runtime: LinearDeltaRuntime, *, slots: int, capacity: int, cuda_graphs: bool):
+    def __init__(self, base: BaseModel, hooks: ModuleHooks, *, slots: int, capacity: int, cuda_graphs: bool):
         device = base.device
-        self.base, self.runtime = base, runtime
+        self.base, self.hooks = base, hooks
         self.slots, self.capacity = slots, capacity
         self.cache = StaticKVCache(layers=base.num_layers, slots=slots, kv_heads=base.num_kv_heads, head_dim=base.head_dim,
                                    capacity=capacity, device=device, dtype=base.dtype)
-        self.tables = RowDeltaTables(base.linear_shapes, slots, device, base.dtype)
+        # Fixed tensors a graph reads: the adapters' module deltas (numbers 1..slots), each slot's number.
+        self.tables = RowTables(base.linear_shapes, slots + 1, device, base.dtype, growable=False)
+        self.row_numbers = torch.zeros(slots, device=device, dtype=torch.long)  # [slots]
         self.tokens = torch.full((slots, 1), base.pad_token_id, device=device, dtype=torch.long)  # [slots, 1] pending
         self.positions = torch.zeros((slots, 1), device=device, dtype=torch.long)  # [slots, 1] their positions
         self.row_buckets = _buckets(slots, 1)
@@ -82,28 +83,25 @@ class StaticDecoder:
         self.cache.rows = _bucket(rows, self.row_buckets)
         self.cache.width = self.width_bucket(self.cache.column + 1)
         if not self.use_graphs:
-            return self._step(self._plan(linear))[:rows]
+            return self._step(linear)[:rows]
         key = (self.cache.rows, self.cache.width, self.tables.version if linear else None)
         if key not in self._graphs:
             self._graphs = {k: v for k, v in self._graphs.items() if k[2] in (None, self.tables.version)}
             try:
-                self._graphs[key] = self._capture(self._plan(linear))
+                self._graphs[key] = self._capture(linear)
             except Exception:
                 self._graphs_off("capturing a decode step failed")
-                return self._step(self._plan(linear))[:rows]
+                return self._step(linear)[:rows]
         graph, logits = self._graphs[key]
         graph.replay()
         # The graph's output is overwritten by the next replay: the caller consumes it before then.
         return logits[:rows]
 
-    def _plan(self, linear: bool) -> LinearPlan:
-        # Only needed when Python runs the step (eagerly, or while capturing it), not for a replay.
-        return self.tables.plan() if linear else LinearPlan({}, {})
-
-    def _step(self, plan: LinearPlan) -> torch.Tensor:
+    def _step(self, linear: bool) -> torch.Tensor:
+        """One decode step, run by Python (eagerly, or while a graph captures it). `linear`: apply the tables."""
         rows = self.cache.rows
         self.cache.mark_column()
-        with self.runtime.active(plan):
+        with self.hooks.active(self.tables if linear else None, self.row_numbers):
             return self.base.model(
                 input_ids=self.tokens[:rows],
                 position_ids=self.positions[:rows],
@@ -113,14 +111,14 @@ class StaticDecoder:
                 logits_to_keep=1,
             ).logits
 
-    def _capture(self, plan: LinearPlan):
+    def _capture(self, linear: bool):
         # Warm-up runs on a side stream first (lazy kernel and cuBLAS initialisation must not be captured).
         # A step is idempotent until the column moves: rerunning it rewrites the same keys/values.
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):
-                self._step(plan)
+                self._step(linear)
         torch.cuda.current_stream().wait_stream(stream)
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
@@ -128,7 +126,7 @@ class StaticDecoder:
         # thread_local: request threads may move adapters onto the GPU meanwhile; that is not part of this
         # capture and must not invalidate it.
         with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-            logits = self._step(plan)
+            logits = self._step(linear)
         self.captures += 1
         return graph, logits
 
@@ -149,7 +147,7 @@ class StaticDecoder:
                 replayed = self.logits(rows, linear=False).float()
                 if not self.use_graphs:  # capturing failed (logged)
                     return
-                eager = self._step(self._plan(False))[:rows].float()
+                eager = self._step(False)[:rows].float()
                 if not torch.allclose(replayed, eager, rtol=1e-2, atol=1e-2):
                     raise RuntimeError(f"the replayed decode graph for {rows} rows disagrees with the eager step")
             torch.cuda.synchronize()
@@ -165,9 +163,9 @@ class StaticRunningBatch(RunningBatch):
     """A RunningBatch whose decode steps go through a leased StaticDecoder. Rows live in slots 0..n-1, in
     the order of `states`."""
 
-    def __init__(self, base: BaseModel, runtime: LinearDeltaRuntime, stats: EngineStats, lock: threading.Lock,
+    def __init__(self, base: BaseModel, hooks: ModuleHooks, stats: EngineStats, lock: threading.Lock,
                  decoder: StaticDecoder):
-        super().__init__(base, runtime, stats, lock)
+        super().__init__(base, hooks, stats, lock, tables=decoder.tables)
         self.decoder = decoder
         self.spans: list[int] = []  # per row: columns from its first cache entry up to `column`
         self._linear = False
@@ -241,7 +239,9 @@ class StaticRunningBatch(RunningBatch):
             static.shift(longest - static.column, count)
 
     def _plan_rows(self) -> None:
-        deltas = [state.row.delta for state in self.states]
-        self.decoder.tables.assign(deltas)
-        self._linear = any(delta is not None and delta.linear for delta in deltas)
+        numbers = self.tables.assign([state.row.delta for state in self.states])
+        self.decoder.row_numbers.zero_()
+        if numbers:
+            self.decoder.row_numbers[: len(numbers)] = torch.tensor(numbers, dtype=torch.long)
+        self._linear = not self.tables.empty
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 # Importing the kind modules registers them.
 from service.engine.deltas import ia3, lora, prefix, prompt  # noqa: F401
-from service.engine.deltas.compiled import CompiledDelta, LinearDelta
+from service.engine.deltas.compiled import CompiledDelta, ModuleDelta, ModuleTable, PromptDelta
 from service.engine.deltas.registry import kind_for, supported_peft_types
 from service.errors import InvalidAdapterConfig, InvalidAdapterWeights, UnsupportedAdapter
 from service.peft_format import CONFIG_FILE, WEIGHTS_FILE
@@ -21,7 +21,9 @@ __all__ = [
     "CONFIG_FILE",
     "WEIGHTS_FILE",
     "CompiledDelta",
-    "LinearDelta",
+    "ModuleDelta",
+    "ModuleTable",
+    "PromptDelta",
     "compile_adapter",
     "compile_directory",
     "parse_config",

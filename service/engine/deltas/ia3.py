@@ -1,4 +1,5 @@
-"""IA3: a learned vector scales a module's output (attention targets) or its input (feed-forward targets)."""
+"""IA3: a learned vector scales a module's output (attention targets) or its input (feed-forward targets): the
+vectors, their tables in a batch, and the compiler."""
 
 from __future__ import annotations
 
@@ -9,36 +10,65 @@ from peft import IA3Config
 
 from service.engine.base_model import BaseModel
 from service.engine.deltas.common import check_module, reject_unknown_keys, require_causal_lm, split_module_key
-from service.engine.deltas.compiled import CompiledDelta, LinearDelta
+from service.engine.deltas.compiled import CompiledDelta, ModuleDelta, ModuleTable
 from service.engine.deltas.registry import register
 from service.errors import IncompatibleAdapter, InvalidAdapterWeights, UnsupportedAdapter
 
 
-class IA3OutputScale(LinearDelta):
-    def __init__(self, vector: torch.Tensor):
-        self.vector = vector  # [out]
+class IA3Table(ModuleTable):
+    """One vector per adapter number ([numbers, features]; ones for number 0 and for adapters with no IA3 of
+    this placement on the module), multiplied into each row."""
 
-    def apply_output(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (y * self.vector).to(y.dtype)
+    def __init__(self, shape: tuple[int, int], numbers: int, device: torch.device, dtype: torch.dtype):
+        super().__init__(shape, numbers, device, dtype)
+        features = shape[0] if self.scales_input else shape[1]
+        self.vectors = torch.ones((numbers, features), device=device, dtype=dtype)
 
-    def to(self, device: torch.device, dtype: torch.dtype) -> "IA3OutputScale":
-        return IA3OutputScale(self.vector.to(device, dtype))
+    def set(self, number: int, delta: ModuleDelta) -> bool:
+        assert isinstance(delta, IA3Vector)
+        self.vectors[number] = delta.vector
+        return False
 
-    def numel(self) -> int:
-        return self.vector.numel()
+    def reset(self, number: int) -> None:
+        self.vectors[number] = 1
+
+    def resize(self, numbers: int) -> None:
+        vectors = torch.ones((numbers, self.vectors.shape[1]), device=self.device, dtype=self.dtype)
+        kept = min(numbers, self.vectors.shape[0])
+        vectors[:kept] = self.vectors[:kept]
+        self.vectors = vectors
+
+    def _row_vectors(self, numbers: torch.Tensor) -> torch.Tensor:
+        return self.vectors[numbers][:, None, :]  # [rows, 1, features]
 
 
-class IA3InputScale(LinearDelta):
+class IA3OutputTable(IA3Table):
+    """Attention targets: the module's output is scaled."""
+
+    def apply_output(self, x: torch.Tensor, y: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+        return (y * self._row_vectors(numbers)).to(y.dtype)
+
+
+class IA3InputTable(IA3Table):
+    """Feed-forward targets: the module's input is scaled."""
+
     scales_input = True
 
-    def __init__(self, vector: torch.Tensor):
-        self.vector = vector  # [in]
+    def apply_input(self, x: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+        return (x * self._row_vectors(numbers)).to(x.dtype)
 
-    def apply_input(self, x: torch.Tensor) -> torch.Tensor:
-        return (x * self.vector).to(x.dtype)
 
-    def to(self, device: torch.device, dtype: torch.dtype) -> "IA3InputScale":
-        return IA3InputScale(self.vector.to(device, dtype))
+class IA3Vector(ModuleDelta):
+    def __init__(self, vector: torch.Tensor, scales_input: bool):
+        self.vector = vector  # [in] when it scales the input, else [out]
+        self.scales_input = scales_input
+
+    @property
+    def table_type(self) -> type[ModuleTable]:  # type: ignore[override]
+        return IA3InputTable if self.scales_input else IA3OutputTable
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> IA3Vector:
+        return IA3Vector(self.vector.to(device, dtype), self.scales_input)
 
     def numel(self) -> int:
         return self.vector.numel()
@@ -57,7 +87,7 @@ def compile_ia3(config: IA3Config, tensors: dict[str, torch.Tensor], base: BaseM
     require_causal_lm(config)
     if getattr(config, "fan_in_fan_out", False) or getattr(config, "modules_to_save", None):
         raise UnsupportedAdapter("IA3 adapters with fan_in_fan_out or modules_to_save are not supported yet")
-    linear: dict[str, LinearDelta] = {}
+    modules: dict[str, ModuleDelta] = {}
     unknown = []
     for key, tensor in tensors.items():
         split = split_module_key(key, ("ia3_l",))
@@ -72,21 +102,21 @@ def compile_ia3(config: IA3Config, tensors: dict[str, torch.Tensor], base: BaseM
                     f"feed-forward module '{module}' takes {in_features} inputs in the base model, but the "
                     f"adapter's IA3 vector has shape {tuple(tensor.shape)}: it was trained for another base model"
                 )
-            linear[module] = IA3InputScale(tensor.flatten())
+            modules[module] = IA3Vector(tensor.flatten(), scales_input=True)
         else:
             if tuple(tensor.shape) != (out_features, 1):
                 raise IncompatibleAdapter(
                     f"module '{module}' gives {out_features} outputs in the base model, but the adapter's IA3 "
                     f"vector has shape {tuple(tensor.shape)}: it was trained for another base model"
                 )
-            linear[module] = IA3OutputScale(tensor.flatten())
+            modules[module] = IA3Vector(tensor.flatten(), scales_input=False)
     reject_unknown_keys(unknown, "IA3")
-    if not linear:
+    if not modules:
         raise InvalidAdapterWeights("the IA3 adapter has no ia3_l tensors")
     return CompiledDelta(
         kind="ia3",
         config=config,
         parameters=sum(t.numel() for t in tensors.values()),
         base_model=config.base_model_name_or_path,
-        linear=linear,
+        modules=modules,
     )

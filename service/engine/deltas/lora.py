@@ -1,4 +1,5 @@
-"""LoRA: y += scale * B(A(x)) on each target Linear, with PEFT's rank/alpha patterns and rsLoRA scaling."""
+"""LoRA: y += scale * B(A(x)) on each target Linear, with PEFT's rank/alpha patterns and rsLoRA scaling: its
+weights, their table in a batch, and the compiler."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from peft.utils.other import get_pattern_key
 
 from service.engine.base_model import BaseModel
 from service.engine.deltas.common import check_module, reject_unknown_keys, require_causal_lm, split_module_key
-from service.engine.deltas.compiled import CompiledDelta, LinearDelta
+from service.engine.deltas.compiled import CompiledDelta, ModuleDelta, ModuleTable
 from service.engine.deltas.registry import register
 from service.errors import IncompatibleAdapter, InvalidAdapterConfig, InvalidAdapterWeights, UnsupportedAdapter
 
@@ -35,7 +36,7 @@ _UNSUPPORTED_OPTIONS = {
 }
 
 
-class LoraLinearDelta(LinearDelta):
+class LoraWeights(ModuleDelta):
     def __init__(self, lora_a: torch.Tensor, lora_b: torch.Tensor, scale: float):
         self.lora_a = lora_a  # [r, in]
         self.lora_b = lora_b  # [out, r]
@@ -45,16 +46,94 @@ class LoraLinearDelta(LinearDelta):
     def rank(self) -> int:
         return self.lora_a.shape[0]
 
-    def apply_output(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # Same operations as PEFT's Linear.forward (input cast to the adapter's dtype, sum rounded back to
-        # the output's dtype once), so results agree with PEFT's bit for bit on one device.
-        return (y + F.linear(F.linear(x.to(self.lora_a.dtype), self.lora_a), self.lora_b) * self.scale).to(y.dtype)
-
-    def to(self, device: torch.device, dtype: torch.dtype) -> "LoraLinearDelta":
-        return LoraLinearDelta(self.lora_a.to(device, dtype), self.lora_b.to(device, dtype), self.scale)
+    def to(self, device: torch.device, dtype: torch.dtype) -> LoraWeights:
+        return LoraWeights(self.lora_a.to(device, dtype), self.lora_b.to(device, dtype), self.scale)
 
     def numel(self) -> int:
         return self.lora_a.numel() + self.lora_b.numel()
+
+
+class LoraTable(ModuleTable):
+    """The batch's LoRAs on one module, side by side along the rank axis: A's stacked [R, in], B's [out, R],
+    and per adapter number its scale over its own rank columns (zero elsewhere). `((x A^T) * scale[row]) B^T`
+    is then each row's own `scale * B A x`: two dense products for any mix of adapters and ranks. Columns
+    freed by an adapter that left are reused; the table only grows (to the next power of two)."""
+
+    def __init__(self, shape: tuple[int, int], numbers: int, device: torch.device, dtype: torch.dtype):
+        super().__init__(shape, numbers, device, dtype)
+        self._allocate(numbers, rank_columns=16)
+        self._columns: dict[int, tuple[int, int]] = {}  # number -> (first column, rank)
+
+    def _allocate(self, numbers: int, rank_columns: int) -> None:
+        in_features, out_features = self.shape
+        self.a = torch.zeros((rank_columns, in_features), device=self.device, dtype=self.dtype)
+        self.b = torch.zeros((out_features, rank_columns), device=self.device, dtype=self.dtype)
+        self.scales = torch.zeros((numbers, rank_columns), device=self.device, dtype=self.dtype)
+
+    @property
+    def rank_columns(self) -> int:
+        return self.a.shape[0]
+
+    def set(self, number: int, delta: ModuleDelta) -> bool:
+        assert isinstance(delta, LoraWeights)
+        start = _free_start(list(self._columns.values()), delta.rank, self.rank_columns)
+        grew = start is None
+        if grew:  # no room: a wider table, with the adapters already there laid out again
+            start = self._repack(_next_power_of_two(sum(r for _, r in self._columns.values()) + delta.rank, 16))
+        self.a[start : start + delta.rank] = delta.lora_a
+        self.b[:, start : start + delta.rank] = delta.lora_b
+        self.scales[number, start : start + delta.rank] = delta.scale
+        self._columns[number] = (start, delta.rank)
+        return grew
+
+    def reset(self, number: int) -> None:
+        if self._columns.pop(number, None) is not None:
+            self.scales[number] = 0
+
+    def resize(self, numbers: int) -> None:
+        scales = torch.zeros((numbers, self.rank_columns), device=self.device, dtype=self.dtype)
+        kept = min(numbers, self.scales.shape[0])
+        scales[:kept] = self.scales[:kept]
+        self.scales = scales
+
+    def _repack(self, rank_columns: int) -> int:
+        """Reallocate with `rank_columns`, the present adapters packed from column 0; returns the first free."""
+        old_a, old_b, old_scales = self.a, self.b, self.scales
+        self._allocate(old_scales.shape[0], rank_columns)
+        start = 0
+        for number, (first, rank) in sorted(self._columns.items()):
+            self.a[start : start + rank] = old_a[first : first + rank]
+            self.b[:, start : start + rank] = old_b[:, first : first + rank]
+            self.scales[number, start : start + rank] = old_scales[number, first : first + rank]
+            self._columns[number] = (start, rank)
+            start += rank
+        return start
+
+    def apply_output(self, x: torch.Tensor, y: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+        # As PEFT: the input cast to the adapters' dtype, the branch added and rounded to the output's dtype once.
+        row_scales = self.scales[numbers]  # [rows, R]
+        hidden = F.linear(x.to(self.a.dtype), self.a) * row_scales[:, None, :]
+        return (y + F.linear(hidden, self.b)).to(y.dtype)
+
+
+LoraWeights.table_type = LoraTable
+
+
+def _next_power_of_two(n: int, least: int) -> int:
+    size = least
+    while size < n:
+        size *= 2
+    return size
+
+
+def _free_start(taken: list[tuple[int, int]], length: int, limit: int) -> int | None:
+    """First start of `length` free columns in [0, limit) around the taken (start, length) intervals."""
+    start = 0
+    for begin, size in sorted(taken):
+        if begin - start >= length:
+            return start
+        start = max(start, begin + size)
+    return start if limit - start >= length else None
 
 
 def _check_options(config: LoraConfig) -> None:
@@ -92,7 +171,7 @@ def compile_lora(config: LoraConfig, tensors: dict[str, torch.Tensor], base: Bas
     if not pairs:
         raise InvalidAdapterWeights("the LoRA adapter has no lora_A/lora_B tensors")
 
-    linear: dict[str, LinearDelta] = {}
+    modules: dict[str, ModuleDelta] = {}
     for module, pair in sorted(pairs.items()):
         if set(pair) != {"lora_A.weight", "lora_B.weight"}:
             raise InvalidAdapterWeights(f"module '{module}' lacks one of lora_A/lora_B")
@@ -105,11 +184,11 @@ def compile_lora(config: LoraConfig, tensors: dict[str, torch.Tensor], base: Bas
                 f"module '{module}' is {in_features}->{out_features} in the base model, but the adapter's LoRA "
                 f"weights are for {a.shape[1]}->{b.shape[0]}: it was trained for another base model"
             )
-        linear[module] = LoraLinearDelta(a, b, _scale(config, module, a.shape[0]))
+        modules[module] = LoraWeights(a, b, _scale(config, module, a.shape[0]))
     return CompiledDelta(
         kind="lora",
         config=config,
         parameters=sum(t.numel() for t in tensors.values()),
         base_model=config.base_model_name_or_path,
-        linear=linear,
+        modules=modules,
     )

@@ -12,9 +12,27 @@ from peft import PrefixTuningConfig
 
 from service.engine.base_model import BaseModel
 from service.engine.deltas.common import require_causal_lm, require_prompt_embeddings
-from service.engine.deltas.compiled import CompiledDelta
+from service.engine.deltas.compiled import CompiledDelta, PromptDelta
 from service.engine.deltas.registry import register
 from service.errors import IncompatibleAdapter, InvalidAdapterWeights
+
+
+class KVPrefix(PromptDelta):
+    """Keys and values [layers, 2, kv_heads, n, head_dim] laid before the row's own entries in every layer's
+    cache at prefill; positions and the attention mask count them, as PEFT's past_key_values do."""
+
+    def __init__(self, kv: torch.Tensor):
+        self.kv = kv
+        self.prefix_length = kv.shape[3]
+
+    def write_prefix(self, keys: list[torch.Tensor], values: list[torch.Tensor], row: int, start: int) -> None:
+        end = start + self.prefix_length
+        for layer, (layer_keys, layer_values) in enumerate(zip(keys, values)):
+            layer_keys[row, :, start:end] = self.kv[layer, 0]
+            layer_values[row, :, start:end] = self.kv[layer, 1]
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> KVPrefix:
+        return KVPrefix(self.kv.to(device=device, dtype=dtype))
 
 
 @register("prefix_tuning", "PREFIX_TUNING")
@@ -48,5 +66,5 @@ def compile_prefix(config: PrefixTuningConfig, tensors: dict[str, torch.Tensor],
         config=config,
         parameters=embeddings.numel(),
         base_model=config.base_model_name_or_path,
-        kv_prefix=kv_prefix,
+        prompt=KVPrefix(kv_prefix),
     )

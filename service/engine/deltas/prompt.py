@@ -12,9 +12,23 @@ from peft import PeftConfig
 
 from service.engine.base_model import BaseModel
 from service.engine.deltas.common import require_causal_lm, require_prompt_embeddings
-from service.engine.deltas.compiled import CompiledDelta
+from service.engine.deltas.compiled import CompiledDelta, PromptDelta
 from service.engine.deltas.registry import register
 from service.errors import IncompatibleAdapter, InvalidAdapterWeights
+
+
+class VirtualTokens(PromptDelta):
+    """Embeddings [n, hidden] laid before the row's token embeddings at prefill."""
+
+    def __init__(self, embeddings: torch.Tensor):
+        self.embeddings = embeddings
+        self.virtual_tokens = embeddings.shape[0]
+
+    def write_embeddings(self, out: torch.Tensor) -> None:
+        out.copy_(self.embeddings.to(out.dtype))
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> VirtualTokens:
+        return VirtualTokens(self.embeddings.to(device=device, dtype=dtype))
 
 
 def _compile_virtual_tokens(kind: str, config: PeftConfig, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
@@ -36,7 +50,7 @@ def _compile_virtual_tokens(kind: str, config: PeftConfig, tensors: dict[str, to
         config=config,
         parameters=embeddings.numel(),
         base_model=config.base_model_name_or_path,
-        virtual_embeddings=embeddings,
+        prompt=VirtualTokens(embeddings),
     )
 
 

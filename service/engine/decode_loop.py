@@ -1,8 +1,10 @@
-"""The decode loop: the only place that steps the model.
+"""The decode loop: `RunningBatch` steps the model for the rows decoding together.
 
-`RunningBatch` holds the rows decoding together. New rows join at a token boundary (they are prefilled on
-their own, then their KV cache is merged in) and finished rows leave at once, so a long generation never
-holds short ones back (continuous batching). Every row carries its own delta, or none.
+New rows join at a token boundary (they are prefilled on their own, then their KV cache is merged in) and
+finished rows leave at once, so a long generation never holds short ones back (continuous batching). Every
+row carries its own delta, or none: the batch's module deltas live in its `RowTables`, applied to each row
+by its adapter number. The static decode path (static_decode.py) is a `RunningBatch` with a preallocated
+cache; this module's growing-cache batch is the eager path.
 """
 
 from __future__ import annotations
@@ -10,89 +12,23 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from service.engine import kv_cache
 from service.engine.base_model import BaseModel
-from service.engine.batch import LinearPlan, RowRequest, build_prefill, group_rows
-from service.engine.runtime import LinearDeltaRuntime
-from service.engine.detokenize import IncrementalText, find_stop
-from service.engine.sampling import TokenLogprob, choose_tokens, make_generator
-from service.errors import DeltaServeError, RowFailed
+from service.engine.batch import RowRequest, build_prefill
+from service.engine.module_hooks import ModuleHooks
+from service.engine.row_tables import RowTables
+from service.engine.rows import GenerationResult, RowState
+from service.engine.sampling import choose_tokens
+from service.errors import RowFailed
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class GenerationResult:
-    text: str
-    # "stop" (end-of-sequence token or a stop string), "length", "timeout" (the request's deadline passed),
-    # "cancelled" (its caller went away) or "error" (see `error`)
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-    token_ids: list[int] = field(default_factory=list)  # the completion's tokens, without end-of-sequence
-    logprobs: list[TokenLogprob] | None = None  # per token, when the request asked for them
-    error: DeltaServeError | None = None  # why this row failed (finish_reason "error"); other rows went on
-
-
-class RowState:
-    """One row's progress: its request, tokens so far, sampling generator, and why it finished."""
-
-    def __init__(self, row: RowRequest, base: BaseModel, ticket: object = None):
-        self.row = row
-        self.base = base
-        self.ticket = ticket  # the caller's handle for this row (the batcher's future)
-        self.detokenizer = IncrementalText(base.tokenizer)
-        self.stop_at: int | None = None  # where a stop string cut the text
-        self.logprobs: list[TokenLogprob] | None = [] if row.params.logprobs is not None else None
-        self.finish_reason: str | None = None
-        self.error: DeltaServeError | None = None
-        self.generator: torch.Generator | None = None
-        try:
-            self.generator = make_generator(row.params, base.device)
-        except Exception as exc:
-            self.fail(RowFailed(f"could not seed this request's sampling: {exc}"))
-
-    @property
-    def tokens(self) -> list[int]:
-        return self.detokenizer.tokens
-
-    def fail(self, error: DeltaServeError) -> None:
-        self.error, self.finish_reason = error, "error"
-
-    def add(self, token: int, logprob: TokenLogprob | None = None) -> None:
-        params = self.row.params
-        if token in self.base.eos_token_ids:
-            self.finish_reason = "stop"
-            return
-        piece = self.detokenizer.add(token)
-        if self.logprobs is not None and logprob is not None:
-            self.logprobs.append(logprob)
-        cut = find_stop(self.detokenizer.text, piece, params.stop)
-        if cut >= 0:
-            self.stop_at, self.finish_reason = cut, "stop"
-        elif len(self.tokens) >= params.max_new_tokens:
-            self.finish_reason = "length"
-
-    def result(self) -> GenerationResult:
-        if self.error is not None:
-            text = ""
-        elif self.stop_at is not None:
-            text = self.detokenizer.text[: self.stop_at]
-        else:
-            text = self.detokenizer.full()
-        return GenerationResult(
-            text=text,
-            finish_reason=self.finish_reason or "length",
-            prompt_tokens=len(self.row.prompt_ids),
-            completion_tokens=len(self.tokens),
-            token_ids=list(self.tokens),
-            logprobs=self.logprobs,
-            error=self.error,
-        )
+# An eager batch's row tables start with room for this many adapters and grow as more join.
+_EAGER_TABLE_NUMBERS = 8
 
 
 @dataclass
@@ -112,19 +48,20 @@ class EngineStats:
 
 
 class RunningBatch:
-    def __init__(self, base: BaseModel, runtime: LinearDeltaRuntime, stats: EngineStats | None = None,
-                 lock: threading.Lock | None = None):
+    def __init__(self, base: BaseModel, hooks: ModuleHooks, stats: EngineStats | None = None,
+                 lock: threading.Lock | None = None, tables: RowTables | None = None):
         self.base = base
-        self.runtime = runtime
+        self.hooks = hooks
         self.stats = stats or EngineStats()
-        # The hooks read one shared plan: two batches must never run the model at the same time.
+        # The hooks read the tables of the batch running the model: two batches must never run it at once.
         self.lock = lock or threading.Lock()
+        self.tables = tables or RowTables(base.linear_shapes, _EAGER_TABLE_NUMBERS, base.device, base.dtype, growable=True)
         self.states: list[RowState] = []
         self.cache = None  # DynamicCache, rows left-padded to one length
         self.mask: torch.Tensor | None = None  # [B, cache length + 1] long: the cache plus the pending token
         self.positions: torch.Tensor | None = None  # [B, 1] position of each row's pending token
         self.pending: torch.Tensor | None = None  # [B, 1] each row's last chosen token, not yet in the cache
-        self.plan = LinearPlan.from_groups([])
+        self.row_numbers: torch.Tensor | None = None  # [B] long: each row's adapter number in `tables`
 
     def __len__(self) -> int:
         return len(self.states)
@@ -136,9 +73,9 @@ class RunningBatch:
     def close(self) -> None:
         """Give back what the batch holds (the static path's lease); call once it has no rows."""
 
-    def _forward(self, plan: LinearPlan, **inputs):
+    def _forward(self, numbers: torch.Tensor | None, **inputs):
         self.stats.count_pass(inputs["attention_mask"].shape[0])
-        with self.lock, self.runtime.active(plan):
+        with self.lock, self.hooks.active(self.tables, numbers):
             return self.base.model(use_cache=True, logits_to_keep=1, **inputs)
 
     def _choose(self, logits: torch.Tensor, states: list[RowState]) -> torch.Tensor:
@@ -189,8 +126,10 @@ class RunningBatch:
         rows = [state.row for state in states]
         prefill = build_prefill(rows, self.base)
         cache = kv_cache.new_cache(self.base.model.config, prefill.kv_prefix)
+        # The tables must hold the running rows' adapters and the newcomers' (running rows keep their numbers).
+        numbers = self.tables.assign([s.row.delta for s in self.states] + [row.delta for row in rows])
         out = self._forward(
-            LinearPlan.from_groups(prefill.groups),
+            self._numbers_tensor(numbers[len(self.states) :]),
             inputs_embeds=prefill.inputs_embeds,
             attention_mask=prefill.attention_mask,
             position_ids=prefill.position_ids,
@@ -225,7 +164,7 @@ class RunningBatch:
     def _decode(self) -> torch.Tensor:
         """Logits [B, 1, vocab] for every row's pending token, which enters the cache."""
         return self._forward(
-            self.plan,
+            self.row_numbers,
             input_ids=self.pending,
             attention_mask=self.mask,
             position_ids=self.positions,
@@ -284,8 +223,12 @@ class RunningBatch:
             self.mask = self.mask[:, dead:]
 
     def _plan_rows(self) -> None:
-        # Rows joined or left: rebuild which rows each delta applies to (only then, not every step).
-        self.plan = LinearPlan.from_groups(group_rows([s.row for s in self.states], self.base.device))
+        # Rows joined or left: the tables keep only the present adapters, and the row -> number map is rebuilt
+        # (only then, not every step).
+        self.row_numbers = self._numbers_tensor(self.tables.assign([s.row.delta for s in self.states]))
+
+    def _numbers_tensor(self, numbers: list[int]) -> torch.Tensor:
+        return torch.tensor(numbers, dtype=torch.long, device=self.base.device)
 
 
 def generate_batch(batch: RunningBatch, rows: list[RowRequest]) -> list[GenerationResult]:
