@@ -1,20 +1,29 @@
-"""The demo adapters' training corpus: content, split by fact and spelling pairs (pure Python, fast)."""
+"""The demo adapters' training corpus: data files, content, split by fact and spelling pairs (pure Python, fast)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
+from adapters.recipes import corpus
 from adapters.recipes.corpus import (
     TOPICS,
     Question,
     all_questions,
     fact_key,
+    fact_table_rows,
+    fact_tables,
     spelling_pairs,
     split,
 )
 
+REPO = Path(__file__).resolve().parents[1]
 Halves = tuple[list[Question], list[Question]]
 
 
@@ -121,3 +130,27 @@ def test_spelling_pairs_copies_and_strings(questions: list[Question]) -> None:
     assert len(set(pairs)) == 300  # the three copies of a question are corrupted differently
     assert all(s == t for s, t in spelling_pairs(texts, seed=1, clean_fraction=1.0))
 
+
+def test_every_fact_table_has_its_rows_file() -> None:
+    tables = [table["table"] for table in fact_tables()]
+    assert len(tables) == len(set(tables))
+    assert sorted(tables) == sorted(path.stem for path in corpus.FACT_TABLE_ROWS_DIR.glob("*.csv"))
+    for table in fact_tables():
+        rows = fact_table_rows(table)
+        assert rows and all(len(row) == len(rows[0]) for row in rows), table["table"]
+
+
+def test_loads_from_any_working_directory(tmp_path: Path, questions: list[Question]) -> None:
+    script = "import json, adapters.recipes.corpus as c; print(json.dumps([q.text for q in c.all_questions()]))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert json.loads(done.stdout) == [q.text for q in questions]
+
+
+def test_a_short_row_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = next(t for t in fact_tables() if t["table"] == "capital")
+    (tmp_path / "capital.csv").write_text("country,capital\nFrance,Paris\nSpain\n", encoding="utf-8")
+    monkeypatch.setattr(corpus, "FACT_TABLE_ROWS_DIR", tmp_path)
+    with pytest.raises(ValueError, match="capital.csv:3"):
+        fact_table_rows(table)
