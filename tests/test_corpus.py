@@ -1,23 +1,30 @@
-"""The demo adapters' training corpus: content, split, typos, spelling pairs and CER (pure Python, fast)."""
+"""The demo adapters' training corpus: data files, content, split by fact and spelling pairs (pure Python, fast)."""
 
 from __future__ import annotations
 
-import random
-import re
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
+from adapters.recipes import corpus
 from adapters.recipes.corpus import (
     TOPICS,
     Question,
     all_questions,
-    cer,
-    corrupt,
     fact_key,
+    fact_table_rows,
+    fact_tables,
     spelling_pairs,
     split,
 )
+
+REPO = Path(__file__).resolve().parents[1]
+Halves = tuple[list[Question], list[Question]]
 
 
 @pytest.fixture(scope="module")
@@ -26,30 +33,30 @@ def questions() -> list[Question]:
 
 
 @pytest.fixture(scope="module")
-def halves(questions):
+def halves(questions: list[Question]) -> Halves:
     return split(questions)
 
 
-def test_deterministic(questions):
+def test_deterministic(questions: list[Question]) -> None:
     assert all_questions() == questions
     assert split(questions) == split(all_questions())
     assert spelling_pairs(questions[:200], seed=3) == spelling_pairs(questions[:200], seed=3)
 
 
-def test_topics_and_sizes(questions):
+def test_topics_and_sizes(questions: list[Question]) -> None:
     counts = Counter(q.topic for q in questions)
     assert set(counts) == set(TOPICS)
     assert all(counts[topic] >= 120 for topic in TOPICS), counts
     assert len(questions) >= 1000
 
 
-def test_texts_unique_and_sorted(questions):
+def test_texts_unique_and_sorted(questions: list[Question]) -> None:
     texts = [q.text for q in questions]
     assert len(texts) == len(set(texts))
     assert questions == sorted(questions, key=lambda q: (TOPICS.index(q.topic), q.text.lower(), q.text))
 
 
-def test_question_and_answer_shape(questions):
+def test_question_and_answer_shape(questions: list[Question]) -> None:
     for q in questions:
         assert q.topic in TOPICS
         assert q.answer.strip() and len(q.answer.split()) <= 5, q
@@ -58,20 +65,20 @@ def test_question_and_answer_shape(questions):
         assert q.text == " ".join(q.text.split()) and q.text.isascii(), q
 
 
-def test_question_is_frozen():
+def test_question_is_frozen() -> None:
     q = Question(text="What is the capital of France?", answer="Paris", topic="geography")
     with pytest.raises(AttributeError):
         q.answer = "Lyon"  # type: ignore[misc]
 
 
-def test_split_is_disjoint_by_text_and_fact(questions, halves):
+def test_split_is_disjoint_by_text_and_fact(questions: list[Question], halves: Halves) -> None:
     train, heldout = halves
     assert len(train) + len(heldout) == len(questions)
     assert not {q.text for q in train} & {q.text for q in heldout}
     assert not {fact_key(q) for q in train} & {fact_key(q) for q in heldout}
 
 
-def test_split_is_stratified(questions, halves):
+def test_split_is_stratified(questions: list[Question], halves: Halves) -> None:
     _, heldout = halves
     total, held = Counter(q.topic for q in questions), Counter(q.topic for q in heldout)
     for topic in TOPICS:
@@ -79,7 +86,7 @@ def test_split_is_stratified(questions, halves):
         assert 0.08 <= held[topic] / total[topic] <= 0.25, (topic, held[topic], total[topic])
 
 
-def test_split_keeps_phrasings_of_a_fact_together(questions, halves):
+def test_split_keeps_phrasings_of_a_fact_together(questions: list[Question], halves: Halves) -> None:
     _, heldout = halves
     held_texts = {q.text for q in heldout}
     groups = [
@@ -92,64 +99,20 @@ def test_split_keeps_phrasings_of_a_fact_together(questions, halves):
         assert len({t in held_texts for t in group}) == 1
 
 
-def test_split_other_seed_and_fraction(questions):
-    a_train, a_held = split(questions, seed=1)
-    b_train, b_held = split(questions, heldout_fraction=0.3, seed=1)
+def test_split_other_seed_and_fraction(questions: list[Question]) -> None:
+    _, a_held = split(questions, seed=1)
+    _, b_held = split(questions, heldout_fraction=0.3, seed=1)
     assert {q.text for q in a_held} != {q.text for q in split(questions, seed=0)[1]}
     assert len(b_held) > len(a_held)
     assert split(questions, heldout_fraction=0.0)[1] == []
 
 
-def test_fact_key_of_an_unknown_question():
+def test_fact_key_of_an_unknown_question() -> None:
     q = Question(text="Is this question made up?", answer="yes", topic="arts")
     assert fact_key(q) != fact_key(Question(text="Another one?", answer="yes", topic="arts"))
 
 
-def test_corrupt_changes_text_reproducibly(questions):
-    rng = random.Random(0)
-    noisy = [corrupt(q.text, rng) for q in questions]
-    assert all(n != q.text for n, q in zip(noisy, questions))
-    again = random.Random(0)
-    assert noisy == [corrupt(q.text, again) for q in questions]
-
-
-def test_corrupt_is_moderate_and_keeps_numbers(questions):
-    rng = random.Random(1)
-    rates, marks_kept = [], 0
-    sample = questions[::4]  # the CER dynamic programme is pure Python; a quarter keeps this fast
-    for q in sample:
-        noisy = corrupt(q.text, rng)
-        rate = cer(noisy, q.text)
-        assert 0 < rate <= 0.5, (q.text, noisy)
-        assert re.findall(r"\d+", noisy) == re.findall(r"\d+", q.text), (q.text, noisy)
-        rates.append(rate)
-        marks_kept += noisy.endswith(q.text[-1])
-    assert 0.02 < sum(rates) / len(rates) < 0.2
-    assert marks_kept / len(sample) > 0.95
-
-
-def test_corrupt_edit_count():
-    text = "When was the Beijing Olympic held?"
-    one = [cer(corrupt(text, random.Random(s), edits=1), text) for s in range(200)]
-    three = [cer(corrupt(text, random.Random(s), edits=3), text) for s in range(200)]
-    assert sum(three) > 2 * sum(one)
-    assert max(one) <= 2 / len(text)  # one edit: at most a swap (distance 2)
-    with pytest.raises(ValueError):
-        corrupt(text, random.Random(0), edits=0)
-
-
-def test_corrupt_uses_varied_realistic_edits():
-    text = "Which famous painter created the Mona Lisa in Florence?"
-    outputs = [corrupt(text, random.Random(s), edits=1) for s in range(400)]
-    assert any(any(ch in o for ch in "#@*~%") for o in outputs)  # stray symbols
-    assert any(len(o.split()) == len(text.split()) + 1 for o in outputs)  # a word split in two
-    assert any(len(o.split()) == len(text.split()) - 1 for o in outputs)  # two words merged
-    assert any(len(o) == len(text) - 1 for o in outputs)  # a dropped letter
-    assert any(len(o) == len(text) and sorted(o) == sorted(text) for o in outputs)  # swapped letters
-    assert len(set(outputs)) > 150
-
-
-def test_spelling_pairs(questions):
+def test_spelling_pairs(questions: list[Question]) -> None:
     sample = questions[::7]
     pairs = spelling_pairs(sample, seed=5, clean_fraction=0.2)
     assert len(pairs) == len(sample)
@@ -159,7 +122,7 @@ def test_spelling_pairs(questions):
     assert spelling_pairs(sample, seed=6) != pairs
 
 
-def test_spelling_pairs_copies_and_strings(questions):
+def test_spelling_pairs_copies_and_strings(questions: list[Question]) -> None:
     texts = [q.text for q in questions[:100]]
     pairs = spelling_pairs(texts, seed=1, clean_fraction=0.0, copies=3)
     assert len(pairs) == 300
@@ -168,11 +131,26 @@ def test_spelling_pairs_copies_and_strings(questions):
     assert all(s == t for s, t in spelling_pairs(texts, seed=1, clean_fraction=1.0))
 
 
-def test_cer_known_values():
-    assert cer("abc", "abc") == 0
-    assert cer("abd", "abc") == pytest.approx(1 / 3)
-    assert cer("", "abc") == 1
-    assert cer("", "") == 0
-    assert cer("abc", "") == 3
-    assert cer("kitten", "sitting") == pytest.approx(3 / 7)
-    assert cer("ab", "abc") == pytest.approx(1 / 3)
+def test_every_fact_table_has_its_rows_file() -> None:
+    tables = [table["table"] for table in fact_tables()]
+    assert len(tables) == len(set(tables))
+    assert sorted(tables) == sorted(path.stem for path in corpus.FACT_TABLE_ROWS_DIR.glob("*.csv"))
+    for table in fact_tables():
+        rows = fact_table_rows(table)
+        assert rows and all(len(row) == len(rows[0]) for row in rows), table["table"]
+
+
+def test_loads_from_any_working_directory(tmp_path: Path, questions: list[Question]) -> None:
+    script = "import json, adapters.recipes.corpus as c; print(json.dumps([q.text for q in c.all_questions()]))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert json.loads(done.stdout) == [q.text for q in questions]
+
+
+def test_a_short_row_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = next(t for t in fact_tables() if t["table"] == "capital")
+    (tmp_path / "capital.csv").write_text("country,capital\nFrance,Paris\nSpain\n", encoding="utf-8")
+    monkeypatch.setattr(corpus, "FACT_TABLE_ROWS_DIR", tmp_path)
+    with pytest.raises(ValueError, match="capital.csv:3"):
+        fact_table_rows(table)

@@ -10,8 +10,9 @@ import random
 import re
 import time
 
-from adapters.recipes.corpus import TOPICS, all_questions, corrupt, cer, split
+from adapters.recipes.corpus import TOPICS, all_questions, split
 from adapters.recipes.training import DEMO_DIR, METADATA_FILE
+from adapters.recipes.typos import cer, corrupt
 from service.config import Settings
 from service.engine import Engine, SamplingParams
 from service.engine.base_model import load_base_model

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from peft import LoraConfig
 
-from adapters.recipes.corpus import all_questions, corrupt, spelling_pairs, split
+from adapters.recipes.corpus import all_questions, spelling_pairs, split
 from adapters.recipes.training import Recipe, train
+from adapters.recipes.typos import corrupt
 
 RECIPE = Recipe(
     name="spelling",

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from peft import PromptTuningConfig, PromptTuningInit
 
-from adapters.recipes.corpus import TOPICS, all_questions, corrupt, split
+from adapters.recipes.corpus import TOPICS, all_questions, split
 from adapters.recipes.training import Recipe, base_model_and_tokenizer, train
+from adapters.recipes.typos import corrupt
 
 INIT_TEXT = "Name the topic of this question: sports, science, history, geography, technology, arts, health or business."
 
