@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: serve test install clean
+.PHONY: serve test install clean gpu-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# On a GPU machine: the CUDA tests and the GPU benchmark, results under OUT. Where the image already has
+# torch and the project's packages (and no network), run it with that Python: `make gpu-check PY=python3`.
+PY ?= $(BIN)/python
+OUT ?= bench/results/gpu-check
+gpu-check:
+	$(PY) -m bench.gpu_check $(OUT)
 
 clean:
 	rm -rf $(VENV)

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from service.engine import Engine
 from service.engine.base_model import wrap_base_model
@@ -16,6 +17,15 @@ warnings.filterwarnings("ignore", message=".*[Pp]osition ids.*")
 
 # PEFT's generate warns for every prompt-learning call; the tests compare against it on purpose.
 KINDS = list(adapter_configs("unused"))
+
+
+def pytest_collection_modifyitems(config, items):
+    # GPU-only tests are marked `cuda`: here they skip, on a GPU machine `make gpu-check` runs them.
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

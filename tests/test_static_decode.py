@@ -225,7 +225,7 @@ def test_decode_step_traces_as_one_graph(static_engine):
         decoder.release()
 
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+cuda = pytest.mark.cuda  # skipped without a GPU (conftest.py); `make gpu-check` runs these
 
 
 @cuda
