@@ -9,14 +9,16 @@ requests in flight (admission).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from service.admission import Admission, Lease
 from service.config import Settings
 from service.engine import Engine, GenerationResult, SamplingParams
 from service.engine.batch import RowRequest
 from service.engine.batcher import Batcher
+from service.engine.rows import StreamDelta
 from service.errors import InvalidRequest
 from service.registry import AdapterRegistry, ResolvedAdapter
 
@@ -70,9 +72,46 @@ class Inference:
         finally:
             lease.give_back_tokens(tokens)
 
+    async def stream(self, adapter: str | None, texts: Sequence[str],
+                     params: SamplingParams) -> AsyncIterator[tuple[int, StreamDelta | GenerationResult]]:
+        """One request, streamed: `(row index, StreamDelta)` as each row's output grows, `(row index,
+        GenerationResult)` when a row ends. A row's failure raises its error. Closing the iterator early (the
+        client went away) drops the request's rows at the next token boundary."""
+        self.check_params(params)
+        for index, text in enumerate(texts):
+            self.check_text(text, "text" if len(texts) == 1 else f"texts[{index}]")
+        with self.admission.lease() as lease:
+            resolved = await asyncio.to_thread(self.registry.resolve, adapter)
+            rows = await asyncio.to_thread(self._rows, resolved, texts, params, self.deadline())
+            tokens = sum(len(row.prompt_ids) + row.extra_tokens + params.max_new_tokens for row in rows)
+            lease.add_tokens(tokens)
+            merged: asyncio.Queue = asyncio.Queue()
+
+            async def forward(index: int, row: RowRequest) -> None:
+                try:
+                    async with contextlib.aclosing(self.batcher.stream(row)) as items:
+                        async for item in items:
+                            merged.put_nowait((index, item))
+                except Exception as exc:
+                    merged.put_nowait((index, exc))
+
+            tasks = [asyncio.ensure_future(forward(i, row)) for i, row in enumerate(rows)]
+            try:
+                ended = 0
+                while ended < len(rows):
+                    index, item = await merged.get()
+                    if isinstance(item, Exception):
+                        raise item
+                    ended += isinstance(item, GenerationResult)
+                    yield index, item
+            finally:
+                for task in tasks:
+                    task.cancel()
+
     def _rows(self, resolved: ResolvedAdapter, texts: Sequence[str], params: SamplingParams,
               deadline: float) -> list[RowRequest]:
-        return [self.engine.make_row(resolved.apply_template(text), resolved.delta, params, deadline) for text in texts]
+        return [self.engine.make_row(resolved.apply_template(text), resolved.delta, params, deadline, resolved.name)
+                for text in texts]
 
     async def _submit_all(self, rows: list[RowRequest]) -> list[GenerationResult]:
         tasks = [asyncio.ensure_future(self.batcher.submit(row)) for row in rows]

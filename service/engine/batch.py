@@ -18,6 +18,7 @@ class RowRequest:
     delta: CompiledDelta | None
     params: SamplingParams
     deadline: float | None = None  # time.monotonic() after which the row stops ("timeout") or, queued, is refused
+    adapter: str | None = None  # the adapter's name, for metrics and logs (the engine works with `delta`)
 
     @property
     def extra_tokens(self) -> int:

@@ -108,9 +108,9 @@ class Engine:
         return self.base.tokenizer(text)["input_ids"]
 
     def make_row(self, text: str, delta: CompiledDelta | None, params: SamplingParams,
-                 deadline: float | None = None) -> RowRequest:
+                 deadline: float | None = None, adapter: str | None = None) -> RowRequest:
         prompt_ids = self.tokenize(text)
-        row = RowRequest(prompt_ids=prompt_ids, delta=delta, params=params, deadline=deadline)
+        row = RowRequest(prompt_ids=prompt_ids, delta=delta, params=params, deadline=deadline, adapter=adapter)
         extra = row.extra_tokens
         if not prompt_ids and not extra:
             raise InvalidRequest("the text is empty after tokenization")

@@ -27,6 +27,24 @@ class GenerationResult:
     error: DeltaServeError | None = None  # why this row failed (finish_reason "error"); other rows went on
 
 
+@dataclass
+class StreamDelta:
+    """New output of one row since the last delta: text, the tokens behind it, their logprobs if asked."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] | None = None
+
+
+def _stop_prefix_length(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest end of `text` that begins some stop string: held back while it may complete one."""
+    for length in range(min(len(text), max(map(len, stops), default=1) - 1), 0, -1):
+        tail = text[-length:]
+        if any(stop.startswith(tail) for stop in stops):
+            return length
+    return 0
+
+
 class RowState:
     """One row's progress: its request, tokens so far, sampling generator, and why it finished."""
 
@@ -39,6 +57,8 @@ class RowState:
         self.logprobs: list[TokenLogprob] | None = [] if row.params.logprobs is not None else None
         self.finish_reason: str | None = None
         self.error: DeltaServeError | None = None
+        self.emitted_chars = 0  # text already handed to a streaming caller
+        self.emitted_tokens = 0  # tokens (and their logprobs) already handed to it
         self.generator: torch.Generator | None = None
         try:
             self.generator = make_generator(row.params, base.device)
@@ -65,6 +85,24 @@ class RowState:
             self.stop_at, self.finish_reason = cut, "stop"
         elif len(self.tokens) >= params.max_new_tokens:
             self.finish_reason = "length"
+
+    def take_delta(self) -> StreamDelta | None:
+        """What a streaming caller may be given now that it has not been given yet: complete characters only,
+        never text that could still turn out to start a stop string, and once the row has finished, the rest
+        of its final text. None when there is nothing new."""
+        tokens = self.tokens[self.emitted_tokens :]
+        logprobs = None if self.logprobs is None else self.logprobs[self.emitted_tokens :]
+        if self.finish_reason is not None:
+            text = self.result().text
+        else:
+            text = self.detokenizer.text
+            text = text[: len(text) - _stop_prefix_length(text, self.row.params.stop)]
+        piece = text[self.emitted_chars :] if len(text) > self.emitted_chars else ""
+        if not piece and not tokens:
+            return None
+        self.emitted_chars += len(piece)
+        self.emitted_tokens += len(tokens)
+        return StreamDelta(text=piece, token_ids=list(tokens), logprobs=logprobs)
 
     def result(self) -> GenerationResult:
         if self.error is not None:
