@@ -19,14 +19,16 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
-from typing_extensions import Self
 
 from clients import calls
 from clients.calls import Call, Role
 from clients.errors import error_from_response
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+
 
 __all__ = ["DEFAULT_TIMEOUT", "DEFAULT_URL", "AsyncDeltaServeClient", "DeltaServeClient"]
 

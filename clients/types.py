@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from typing_extensions import Self
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+
 
 __all__ = [
     "AdapterRecord",
