@@ -81,32 +81,42 @@ class Inference:
         for index, text in enumerate(texts):
             self.check_text(text, "text" if len(texts) == 1 else f"texts[{index}]")
         with self.admission.lease() as lease:
-            resolved = await asyncio.to_thread(self.registry.resolve, adapter)
-            rows = await asyncio.to_thread(self._rows, resolved, texts, params, self.deadline())
-            tokens = sum(len(row.prompt_ids) + row.extra_tokens + params.max_new_tokens for row in rows)
-            lease.add_tokens(tokens)
-            merged: asyncio.Queue = asyncio.Queue()
+            async with contextlib.aclosing(self.stream_rows(adapter, texts, params, lease=lease,
+                                                            deadline=self.deadline())) as items:
+                async for item in items:
+                    yield item
 
-            async def forward(index: int, row: RowRequest) -> None:
-                try:
-                    async with contextlib.aclosing(self.batcher.stream(row)) as items:
-                        async for item in items:
-                            merged.put_nowait((index, item))
-                except Exception as exc:
-                    merged.put_nowait((index, exc))
+    async def stream_rows(self, adapter: str | None, texts: Sequence[str], params: SamplingParams, *, lease: Lease,
+                          deadline: float, refuse_when_full: bool = True
+                          ) -> AsyncIterator[tuple[int, StreamDelta | GenerationResult]]:
+        """`run`, streamed: rows for `texts` under an admitted request's `lease` (see `stream`)."""
+        resolved = await asyncio.to_thread(self.registry.resolve, adapter)
+        rows = await asyncio.to_thread(self._rows, resolved, texts, params, deadline)
+        tokens = sum(len(row.prompt_ids) + row.extra_tokens + params.max_new_tokens for row in rows)
+        lease.add_tokens(tokens, refuse=refuse_when_full)
+        merged: asyncio.Queue = asyncio.Queue()
 
-            tasks = [asyncio.ensure_future(forward(i, row)) for i, row in enumerate(rows)]
+        async def forward(index: int, row: RowRequest) -> None:
             try:
-                ended = 0
-                while ended < len(rows):
-                    index, item = await merged.get()
-                    if isinstance(item, Exception):
-                        raise item
-                    ended += isinstance(item, GenerationResult)
-                    yield index, item
-            finally:
-                for task in tasks:
-                    task.cancel()
+                async with contextlib.aclosing(self.batcher.stream(row)) as items:
+                    async for item in items:
+                        merged.put_nowait((index, item))
+            except Exception as exc:
+                merged.put_nowait((index, exc))
+
+        tasks = [asyncio.ensure_future(forward(i, row)) for i, row in enumerate(rows)]
+        try:
+            ended = 0
+            while ended < len(rows):
+                index, item = await merged.get()
+                if isinstance(item, Exception):
+                    raise item
+                ended += isinstance(item, GenerationResult)
+                yield index, item
+        finally:
+            for task in tasks:  # a row failed or the caller went away: every row of the request stops
+                task.cancel()
+            lease.give_back_tokens(tokens)
 
     def _rows(self, resolved: ResolvedAdapter, texts: Sequence[str], params: SamplingParams,
               deadline: float) -> list[RowRequest]:

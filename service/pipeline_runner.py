@@ -9,11 +9,15 @@ step actually gets is checked again, exactly, once the outputs it uses are known
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
+from service.admission import Lease
 from service.config import Settings
+from service.engine.rows import StreamDelta
 from service.errors import DeadlineExceeded, InvalidRequest
 from service.inference import Inference
 from service.schemas.pipelines import PipelineStep
@@ -100,7 +104,25 @@ def render(step: PipelineStep, index: int, steps: list[PipelineStep], text: str,
     return REFERENCE.sub(lambda m: values.get(m.group(1), m.group(0)), step.input)
 
 
+@dataclass(frozen=True)
+class PipelineEvent:
+    """What a streamed pipeline tells its caller, in order: `step` (a step's record, as it completes),
+    `token` (`{"step", "text"}`: the last step's text as it is generated), then `done` (the whole result,
+    the same document a non-streamed run answers)."""
+
+    kind: str  # "step" | "token" | "done"
+    data: dict
+
+
 async def run_pipeline(inference: Inference, text: str, steps: list[PipelineStep]) -> dict:
+    async with contextlib.aclosing(stream_pipeline(inference, text, steps)) as events:
+        async for event in events:
+            if event.kind == "done":
+                return event.data
+    raise AssertionError("a pipeline ended without its result")
+
+
+async def stream_pipeline(inference: Inference, text: str, steps: list[PipelineStep]) -> AsyncIterator[PipelineEvent]:
     settings = inference.settings
     check_definition(steps, settings, known_adapter=inference.registry.exists)
     inference.check_text(text)
@@ -111,9 +133,11 @@ async def run_pipeline(inference: Inference, text: str, steps: list[PipelineStep
     done: dict[str, asyncio.Future] = {step.name: loop.create_future() for step in steps}
     outputs: dict[str, str] = {}
     records: dict[str, dict] = {}
+    events: asyncio.Queue[PipelineEvent | BaseException] = asyncio.Queue()
     deadline = inference.deadline()
+    last = steps[-1].name  # the pipeline's answer: its tokens are streamed
 
-    async def run_step(index: int, step: PipelineStep, lease) -> None:
+    async def run_step(index: int, step: PipelineStep, lease: Lease) -> None:
         for ref in deps[step.name]:
             await done[ref]
         if time.monotonic() >= deadline:
@@ -121,8 +145,21 @@ async def run_pipeline(inference: Inference, text: str, steps: list[PipelineStep
         prompt = render(step, index, steps, text, outputs)
         inference.check_text(prompt, f"step '{step.name}' input")
         started = time.perf_counter()
-        result = (await inference.run(step.adapter, [prompt], step.sampling(), lease=lease, deadline=deadline,
-                                      refuse_when_full=False))[0]
+        if step.name == last:
+            result = None
+            rows = inference.stream_rows(step.adapter, [prompt], step.sampling(), lease=lease, deadline=deadline,
+                                         refuse_when_full=False)
+            async with contextlib.aclosing(rows) as items:
+                async for _, item in items:
+                    if isinstance(item, StreamDelta):
+                        if item.text:
+                            events.put_nowait(PipelineEvent("token", {"step": step.name, "text": item.text}))
+                    else:
+                        result = item
+            assert result is not None
+        else:
+            result = (await inference.run(step.adapter, [prompt], step.sampling(), lease=lease, deadline=deadline,
+                                          refuse_when_full=False))[0]
         outputs[step.name] = result.text
         records[step.name] = {
             "name": step.name,
@@ -132,15 +169,37 @@ async def run_pipeline(inference: Inference, text: str, steps: list[PipelineStep
             "finish_reason": result.finish_reason,
             "ms": round((time.perf_counter() - started) * 1000, 2),
         }
+        events.put_nowait(PipelineEvent("step", records[step.name]))
         done[step.name].set_result(None)
 
-    with inference.admission.lease() as lease:
+    async def run_all(lease: Lease) -> None:
         # Every step starts at once and waits only for its own inputs: independent steps run concurrently
         # and share batches with each other and with other requests.
         tasks = [asyncio.ensure_future(run_step(i, step, lease)) for i, step in enumerate(steps)]
         try:
             await asyncio.gather(*tasks)
+            events.put_nowait(PipelineEvent("done", {
+                "outputs": {s.name: outputs[s.name] for s in steps},
+                "steps": [records[s.name] for s in steps],
+            }))
+        except BaseException as exc:
+            events.put_nowait(exc)
+            raise
         finally:
             for task in tasks:
                 task.cancel()
-    return {"outputs": {s.name: outputs[s.name] for s in steps}, "steps": [records[s.name] for s in steps]}
+
+    with inference.admission.lease() as lease:
+        runner = asyncio.ensure_future(run_all(lease))
+        try:
+            while True:
+                event = await events.get()
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                if event.kind == "done":
+                    return
+        finally:
+            runner.cancel()
+            with contextlib.suppress(BaseException):
+                await runner
