@@ -86,6 +86,22 @@ class PayloadTooLarge(UploadError):
     code = "payload_too_large"
 
 
+class InvalidJson(DeltaServeError):
+    """A JSON document from a client that does not parse, or nests deeper than allowed (service/json_limits.py)."""
+
+    status = 400
+    code = "invalid_json"
+
+
+class JsonTooDeep(InvalidJson):
+    pass
+
+
+class JsonTooLarge(InvalidJson):
+    status = 413
+    code = "payload_too_large"
+
+
 class Unauthorized(DeltaServeError):
     status = 401
     code = "unauthorized"

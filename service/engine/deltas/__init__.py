@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -14,8 +13,9 @@ from safetensors.torch import load_file
 from service.engine.deltas import ia3, lora, prefix, prompt  # noqa: F401
 from service.engine.deltas.compiled import CompiledDelta, LinearDelta
 from service.engine.deltas.registry import kind_for, supported_peft_types
-from service.errors import InvalidAdapterConfig, InvalidAdapterWeights, UnsupportedAdapter
-from service.peft_format import CONFIG_FILE, WEIGHTS_FILE
+from service.errors import InvalidAdapterConfig, InvalidAdapterWeights, InvalidJson, UnsupportedAdapter
+from service.json_limits import read_json_file
+from service.peft_format import CONFIG_FILE, CONFIG_MAX_BYTES, CONFIG_MAX_DEPTH, WEIGHTS_FILE
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "CompiledDelta", "LinearDelta", "compile_adapter", "read_adapter_config"]
 
@@ -23,11 +23,11 @@ __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "CompiledDelta", "LinearDelta", "compi
 def read_adapter_config(directory: Path) -> PeftConfig:
     path = Path(directory) / CONFIG_FILE
     try:
-        data = json.loads(path.read_text())
+        data = read_json_file(path, max_bytes=CONFIG_MAX_BYTES, max_depth=CONFIG_MAX_DEPTH)
     except FileNotFoundError:
         raise InvalidAdapterConfig(f"{CONFIG_FILE} is missing") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidAdapterConfig(f"{CONFIG_FILE} is not valid JSON: {exc}") from None
+    except InvalidJson as exc:  # not JSON, too large or too deep: bounded before PEFT parses it again
+        raise InvalidAdapterConfig(exc.message) from None
     if not isinstance(data, dict) or "peft_type" not in data:
         raise InvalidAdapterConfig(f"{CONFIG_FILE} has no 'peft_type'; is it a PEFT adapter config?")
     peft_type = str(data["peft_type"])
