@@ -76,3 +76,28 @@ def test_a_config_over_its_size_limit_is_a_413(setup, adapter_dirs):
 ], ids=["nan", "5000-digit-int"])
 def test_python_only_json_is_a_400(setup, adapter_dirs, raw, says):
     refuse(setup, put(with_raw_config(adapter_dirs, "lora", raw)), 400, "invalid_upload", says)
+
+
+# -- 1. weight values ----------------------------------------------------------------------------------------
+
+
+def poison(value: float, dtype: torch.dtype | None = None) -> TensorEdit:
+    """Set one element of the first tensor (by name) to `value`, optionally casting that tensor first."""
+    def edit(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        first = min(tensors)
+        tensor = tensors[first].to(dtype or tensors[first].dtype).clone()
+        tensor.view(-1)[0] = value
+        return {**tensors, first: tensor}
+    return edit
+
+
+@pytest.mark.parametrize("kind, edit, says", [
+    ("lora", poison(float("nan")), "'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight' holds NaN or infinite"),
+    ("lora", poison(float("inf")), "q_proj.lora_A.weight' holds NaN or infinite"),
+    ("lora", poison(1e39, torch.float64), "q_proj.lora_A.weight' holds values up to 1e+39, which overflow float32"),
+    ("ia3", poison(float("-inf")), "ia3_l' holds NaN or infinite"),
+    ("prompt_tuning", poison(float("nan")), "'prompt_embeddings' holds NaN or infinite"),
+    ("prefix_tuning", poison(-1e39, torch.float64), "'prompt_embeddings' holds values up to 1e+39, which overflow float32"),
+], ids=["lora-nan", "lora-inf", "lora-f64-1e39", "ia3-inf", "prompt-nan", "prefix-f64-1e39"])
+def test_non_finite_or_overflowing_weights_are_refused_by_tensor(setup, adapter_dirs, kind, edit, says):
+    refuse(setup, put(edited(adapter_dirs, kind, tensors=edit)), 422, "invalid_adapter_weights", says)

@@ -11,6 +11,7 @@ from service.engine.base_model import BaseModel
 from service.engine.deltas.common import check_module, reject_unknown_keys, require_causal_lm, split_module_key
 from service.engine.deltas.compiled import CompiledDelta, LinearDelta
 from service.engine.deltas.registry import register
+from service.engine.deltas.weight_values import check_weight_values, linear_weight_dtype
 from service.errors import IncompatibleAdapter, InvalidAdapterWeights, UnsupportedAdapter
 
 
@@ -83,6 +84,7 @@ def compile_ia3(config: IA3Config, tensors: dict[str, torch.Tensor], base: BaseM
     reject_unknown_keys(unknown, "IA3")
     if not linear:
         raise InvalidAdapterWeights("the IA3 adapter has no ia3_l tensors")
+    check_weight_values(tensors, linear_weight_dtype(base.dtype))
     return CompiledDelta(
         kind="ia3",
         config=config,

@@ -13,6 +13,7 @@ from service.engine.base_model import BaseModel
 from service.engine.deltas.common import check_module, reject_unknown_keys, require_causal_lm, split_module_key
 from service.engine.deltas.compiled import CompiledDelta, LinearDelta
 from service.engine.deltas.registry import register
+from service.engine.deltas.weight_values import check_weight_values, linear_weight_dtype
 from service.errors import IncompatibleAdapter, InvalidAdapterConfig, InvalidAdapterWeights, UnsupportedAdapter
 
 # LoraConfig options that change the forward pass in ways this module does not implement.
@@ -106,6 +107,7 @@ def compile_lora(config: LoraConfig, tensors: dict[str, torch.Tensor], base: Bas
                 f"weights are for {a.shape[1]}->{b.shape[0]}: it was trained for another base model"
             )
         linear[module] = LoraLinearDelta(a, b, _scale(config, module, a.shape[0]))
+    check_weight_values(tensors, linear_weight_dtype(base.dtype))
     return CompiledDelta(
         kind="lora",
         config=config,

@@ -14,6 +14,7 @@ from service.engine.base_model import BaseModel
 from service.engine.deltas.common import require_causal_lm, require_prompt_embeddings
 from service.engine.deltas.compiled import CompiledDelta
 from service.engine.deltas.registry import register
+from service.engine.deltas.weight_values import check_weight_values
 from service.errors import IncompatibleAdapter, InvalidAdapterWeights
 
 
@@ -40,6 +41,7 @@ def compile_prefix(config: PrefixTuningConfig, tensors: dict[str, torch.Tensor],
             f"{layers} layers x 2 x {kv_heads} key/value heads x {head_dim} = {expected}: "
             "it was trained for another base model"
         )
+    check_weight_values(tensors, base.dtype)  # the prefix is served in the model's dtype
     # [n, layers*2, kv_heads, head_dim] -> [layers*2, kv_heads, n, head_dim] -> [layers, 2, kv_heads, n, head_dim]
     kv = embeddings.view(n, layers * 2, kv_heads, head_dim).permute(1, 2, 0, 3)
     kv_prefix = kv.reshape(layers, 2, kv_heads, n, head_dim).contiguous()

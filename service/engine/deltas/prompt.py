@@ -14,6 +14,7 @@ from service.engine.base_model import BaseModel
 from service.engine.deltas.common import require_causal_lm, require_prompt_embeddings
 from service.engine.deltas.compiled import CompiledDelta
 from service.engine.deltas.registry import register
+from service.engine.deltas.weight_values import check_weight_values
 from service.errors import IncompatibleAdapter, InvalidAdapterWeights
 
 
@@ -31,6 +32,7 @@ def _compile_virtual_tokens(kind: str, config: PeftConfig, tensors: dict[str, to
             f"the adapter's virtual tokens have {embeddings.shape[1]} dimensions but the base model's embeddings "
             f"have {base.hidden_size}: it was trained for another base model"
         )
+    check_weight_values(tensors, base.dtype)  # virtual tokens are served in the model's dtype
     return CompiledDelta(
         kind=kind,
         config=config,
