@@ -16,7 +16,11 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from service.engine.base_model import wrap_base_model
 from service.engine.deltas import compile_adapter
 from service.engine.deltas.weight_values import check_weight_values
-from service.errors import InvalidAdapterWeights
+from service.errors import (
+    IncompatibleAdapter,
+    InvalidAdapterConfig,
+    InvalidAdapterWeights,
+)
 from tests.conftest import KINDS
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "adapters" / "demo"
@@ -98,6 +102,22 @@ def test_unusual_dtypes(adapter_dirs, tiny_base, tmp_path, dtype, value, says):
     lora_a[0, 0] = value
     directory = edited_copy(adapter_dirs["lora"], tmp_path / "d", tensors={LORA_A: lora_a})
     with pytest.raises(InvalidAdapterWeights, match=says):
+        compile_adapter(directory, tiny_base)
+
+
+def test_rank_pattern_values_are_matched_per_module(adapter_dirs, tiny_base, tmp_path):
+    # lora_patterns has down_proj at rank 8 by rank_pattern; saying 4 there disagrees with its weights.
+    directory = edited_copy(adapter_dirs["lora_patterns"], tmp_path / "r",
+                            config={"rank_pattern": {"down_proj": 4, "layers.1.self_attn.q_proj": 2}})
+    with pytest.raises(InvalidAdapterConfig, match="'model.layers.0.mlp.down_proj' has rank 8 in its weights but rank 4"):
+        compile_adapter(directory, tiny_base)
+
+
+def test_a_prefix_as_long_as_the_model_is_refused(adapter_dirs, tiny_base, tmp_path):
+    values = load_file(adapter_dirs["prefix_tuning"] / "adapter_model.safetensors")["prompt_embeddings"].shape[1]
+    directory = edited_copy(adapter_dirs["prefix_tuning"], tmp_path / "x", config={"num_virtual_tokens": 256},
+                            tensors={"prompt_embeddings": torch.zeros(256, values)})
+    with pytest.raises(IncompatibleAdapter, match="256 virtual tokens fill the base model's 256 positions"):
         compile_adapter(directory, tiny_base)
 
 
