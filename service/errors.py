@@ -90,6 +90,22 @@ class PayloadTooLarge(UploadError):
         return cls(f"the upload is larger than the {limit} bytes allowed (DELTASERVE_MAX_UPLOAD_BYTES)")
 
 
+class InvalidJson(DeltaServeError):
+    """A JSON document from a client that does not parse, or nests deeper than allowed (service/json_limits.py)."""
+
+    status = 400
+    code = "invalid_json"
+
+
+class JsonTooDeep(InvalidJson):
+    pass
+
+
+class JsonTooLarge(InvalidJson):
+    status = 413
+    code = "payload_too_large"
+
+
 class Unauthorized(DeltaServeError):
     status = 401
     code = "unauthorized"

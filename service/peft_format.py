@@ -5,3 +5,10 @@ CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 # Optional, ours: {"prompt_template": ..., "description": ...}, read by the demo install and the CLI's upload.
 METADATA_FILE = "deltaserve.json"
+
+# Bounds on adapter_config.json, a document from a client (service/json_limits.py). PEFT writes 1-3 KiB, and
+# an explicit per-module target_modules / rank_pattern for an 80-layer model is about 100 KiB, so 1 MiB
+# leaves ten times that; PEFT's configs nest 3 levels (rank_pattern -> value, layer_replication's pairs),
+# so 64 is far above any real one and far below where a recursive parser or PEFT's own code could fail.
+CONFIG_MAX_BYTES = 1024 * 1024
+CONFIG_MAX_DEPTH = 64

@@ -40,6 +40,10 @@ class BaseModel:
     eos_token_ids: frozenset[int]
     pad_token_id: int
     linear_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)  # module name -> (in, out)
+    # Every named module -> its class name, and the LM head's name: what an adapter config's target_modules is
+    # matched against, by PEFT's rules ("all-linear" leaves the LM head out).
+    module_types: dict[str, str] = field(default_factory=dict)
+    output_embeddings_name: str | None = None
 
     @property
     def config(self):
@@ -169,6 +173,9 @@ def wrap_base_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         for module_name, module in model.named_modules()
         if isinstance(module, nn.Linear)
     }
+    module_types = {module_name: type(module).__name__ for module_name, module in model.named_modules() if module_name}
+    head = model.get_output_embeddings()
+    head_name = next((module_name for module_name, module in model.named_modules() if module is head), None)  # None: no head
     return BaseModel(
         model=model,
         tokenizer=tokenizer,
@@ -178,4 +185,6 @@ def wrap_base_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         eos_token_ids=eos_ids,
         pad_token_id=pad,
         linear_shapes=linear_shapes,
+        module_types=module_types,
+        output_embeddings_name=head_name,
     )

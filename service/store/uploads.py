@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import shutil
 import stat
@@ -35,12 +34,15 @@ from safetensors import safe_open
 
 from service.errors import (
     InvalidAdapterWeights,
+    InvalidJson,
+    JsonTooLarge,
     PayloadTooLarge,
     PickleRefused,
     UnsafeArchive,
     UploadError,
 )
-from service.peft_format import CONFIG_FILE, WEIGHTS_FILE
+from service.json_limits import read_json_file
+from service.peft_format import CONFIG_FILE, CONFIG_MAX_BYTES, CONFIG_MAX_DEPTH, WEIGHTS_FILE
 
 ADAPTER_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 # Accepted so a folder written by save_pretrained can be uploaded as is, but not kept.
@@ -347,10 +349,7 @@ def check_staged(folder: Path) -> StagedSummary:
     for path in (config_path, weights_path):
         if not path.is_file():
             raise UploadError(f"The upload has no {path.name}.")
-    try:
-        config = json.loads(config_path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UploadError(f"{CONFIG_FILE} is not valid JSON: {_sentence(exc)}") from exc
+    config = _parse_config(config_path)
     if not isinstance(config, dict):
         raise UploadError(f"{CONFIG_FILE} must hold a JSON object, not {type(config).__name__}.")
     return StagedSummary(
@@ -358,6 +357,16 @@ def check_staged(folder: Path) -> StagedSummary:
         parameters=count_parameters(weights_path),
         bytes=config_path.stat().st_size + weights_path.stat().st_size,
     )
+
+
+def _parse_config(config_path: Path) -> object:
+    """adapter_config.json within its size and depth limits: a deep document is a 400, never a RecursionError."""
+    try:
+        return read_json_file(config_path, max_bytes=CONFIG_MAX_BYTES, max_depth=CONFIG_MAX_DEPTH)
+    except JsonTooLarge as exc:
+        raise PayloadTooLarge(exc.message) from exc
+    except InvalidJson as exc:
+        raise UploadError(exc.message) from exc
 
 
 def count_parameters(weights_path: Path) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -14,8 +13,9 @@ from safetensors.torch import load_file
 from service.engine.deltas import ia3, lora, prefix, prompt  # noqa: F401
 from service.engine.deltas.compiled import CompiledDelta, ModuleDelta, ModuleTable, PromptDelta
 from service.engine.deltas.registry import kind_for, supported_peft_types
-from service.errors import InvalidAdapterConfig, InvalidAdapterWeights, UnsupportedAdapter
-from service.peft_format import CONFIG_FILE, WEIGHTS_FILE
+from service.errors import InvalidAdapterConfig, InvalidAdapterWeights, InvalidJson, UnsupportedAdapter
+from service.json_limits import read_json_file
+from service.peft_format import CONFIG_FILE, CONFIG_MAX_BYTES, CONFIG_MAX_DEPTH, WEIGHTS_FILE
 
 __all__ = [
     "CONFIG_FILE",
@@ -70,9 +70,9 @@ def compile_directory(directory: Path, base, device: torch.device | None = None)
     """Compile an adapter folder already in the store (start-up, or a cold load after eviction)."""
     path = Path(directory) / CONFIG_FILE
     try:
-        config = json.loads(path.read_bytes())
+        config = read_json_file(path, max_bytes=CONFIG_MAX_BYTES, max_depth=CONFIG_MAX_DEPTH)
     except FileNotFoundError:
         raise InvalidAdapterConfig(f"{CONFIG_FILE} is missing") from None
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidAdapterConfig(f"{CONFIG_FILE} is not valid JSON: {exc}") from None
+    except InvalidJson as exc:  # not JSON, too large or too deep: bounded before PEFT sees it
+        raise InvalidAdapterConfig(exc.message) from None
     return compile_adapter(config, Path(directory) / WEIGHTS_FILE, base, device)

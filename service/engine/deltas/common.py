@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from peft import PeftConfig
 
-from service.errors import IncompatibleAdapter, InvalidAdapterWeights, UnsupportedAdapter
+from service.engine.base_model import BaseModel
+from service.engine.deltas import config_fields
+from service.errors import (
+    IncompatibleAdapter,
+    InvalidAdapterConfig,
+    InvalidAdapterWeights,
+    UnsupportedAdapter,
+)
 
 # save_pretrained writes module keys as "base_model.model.<module path>.<suffix>".
 PEFT_KEY_PREFIX = "base_model.model."
@@ -15,10 +22,7 @@ def split_module_key(key: str, suffixes: tuple[str, ...]) -> tuple[str, str] | N
     """'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight' -> ('model.layers.0.self_attn.q_proj', 'lora_A.weight')."""
     for suffix in suffixes:
         if key.endswith("." + suffix):
-            module = key[: -len(suffix) - 1]
-            if module.startswith(PEFT_KEY_PREFIX):
-                module = module[len(PEFT_KEY_PREFIX) :]
-            return module, suffix
+            return key[: -len(suffix) - 1].removeprefix(PEFT_KEY_PREFIX), suffix
     return None
 
 
@@ -32,6 +36,30 @@ def require_prompt_embeddings(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
     if extra:
         raise InvalidAdapterWeights(f"unexpected tensors in a prompt-learning adapter: {', '.join(extra[:5])}")
     return tensors["prompt_embeddings"]
+
+
+def virtual_token_count(config: PeftConfig, base: BaseModel, embeddings: torch.Tensor, *, submodules: int = 1) -> int:
+    """The rows of prompt_embeddings, checked against num_virtual_tokens (x `submodules`, as PEFT saves prompt
+    tuning) and against the base model's positions. Checked before anything is sized by the count, so an
+    absurd num_virtual_tokens is refused by name, never allocated."""
+    n = config_fields.positive_int(config, "num_virtual_tokens")
+    if embeddings.dim() != 2:
+        raise InvalidAdapterWeights(
+            f"prompt_embeddings has shape {tuple(embeddings.shape)}; PEFT saves it as [virtual tokens, values]"
+        )
+    expected, held = n * submodules, embeddings.shape[0]
+    if held != expected:
+        times = f" x num_transformer_submodules={submodules}" if submodules != 1 else ""
+        raise InvalidAdapterConfig(
+            f"adapter_config.json has num_virtual_tokens={n}{times}, but prompt_embeddings holds {held} virtual "
+            f"tokens (shape {tuple(embeddings.shape)}): the config does not belong with these weights"
+        )
+    if expected >= base.max_positions:
+        raise IncompatibleAdapter(
+            f"the adapter's {expected} virtual tokens fill the base model's {base.max_positions} positions, "
+            "leaving no room for a prompt"
+        )
+    return expected
 
 
 def require_causal_lm(config: PeftConfig) -> None:

@@ -3,16 +3,36 @@ vectors, their tables in a batch, and the compiler."""
 
 from __future__ import annotations
 
-import re
-
 import torch
 from peft import IA3Config
+from peft.utils.constants import (
+    TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
+    TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
+)
 
 from service.engine.base_model import BaseModel
-from service.engine.deltas.common import check_module, reject_unknown_keys, require_causal_lm, split_module_key
-from service.engine.deltas.compiled import CompiledDelta, ModuleDelta, ModuleTable
+from service.engine.deltas.common import (
+    check_module,
+    reject_unknown_keys,
+    require_causal_lm,
+    split_module_key,
+)
+from service.engine.deltas.compiled import CompiledDelta, ModuleDelta, ModuleTable, adapter_dtype
+from service.engine.deltas.module_patterns import BoundedPatterns, is_feedforward
 from service.engine.deltas.registry import register
-from service.errors import IncompatibleAdapter, InvalidAdapterWeights, UnsupportedAdapter
+from service.engine.deltas.targets import (
+    TargetMatch,
+    match_targets,
+    resolve_module_names,
+    target_rules,
+)
+from service.engine.deltas.weight_values import check_weight_values
+from service.errors import (
+    IncompatibleAdapter,
+    InvalidAdapterConfig,
+    InvalidAdapterWeights,
+    UnsupportedAdapter,
+)
 
 
 class IA3Table(ModuleTable):
@@ -74,12 +94,42 @@ class IA3Vector(ModuleDelta):
         return self.vector.numel()
 
 
-def _is_feedforward(config: IA3Config, module: str) -> bool:
-    # PEFT's own rule: a regex that must match the whole name, or a list of name suffixes.
-    targets = config.feedforward_modules or []
-    if isinstance(targets, str):
-        return re.fullmatch(targets, module) is not None
-    return any(module.endswith(target) for target in targets)
+def _check_feedforward_subset(
+    feedforward: str | frozenset[str], match: TargetMatch, base: BaseModel, patterns: BoundedPatterns
+) -> None:
+    # PEFT requires feedforward_modules to be a subset of target_modules, but checks it only when both are lists;
+    # here it is checked on the modules themselves, whatever form either takes. An excluded module is left alone.
+    for module in sorted(base.linear_shapes):
+        if match.verdicts[module] == "unmatched" and is_feedforward(feedforward, module, patterns):
+            raise InvalidAdapterConfig(
+                f"adapter_config.json: feedforward_modules names module '{module}', which target_modules does not "
+                "target; feedforward_modules must be a subset of target_modules"
+            )
+
+
+def _vector(module: str, tensor: torch.Tensor, feedforward: bool, in_features: int, out_features: int) -> IA3Vector:
+    # PEFT's shapes: (1, in) scales a feed-forward module's input, (out, 1) any other module's output.
+    input_shape, output_shape = (1, in_features), (out_features, 1)
+    shape = tuple(tensor.shape)
+    expected, other = (input_shape, output_shape) if feedforward else (output_shape, input_shape)
+    if shape == expected:
+        return IA3Vector(tensor.flatten(), scales_input=feedforward)
+    if shape == other:
+        listed = "is" if feedforward else "is not"
+        holds = "an output" if feedforward else "an input"
+        raise InvalidAdapterConfig(
+            f"module '{module}' {listed} in feedforward_modules, but its IA3 vector {shape} is the shape of {holds} "
+            "scale: adapter_config.json does not belong with these weights"
+        )
+    if feedforward:
+        raise IncompatibleAdapter(
+            f"feed-forward module '{module}' takes {in_features} inputs in the base model, but the "
+            f"adapter's IA3 vector has shape {shape}: it was trained for another base model"
+        )
+    raise IncompatibleAdapter(
+        f"module '{module}' gives {out_features} outputs in the base model, but the adapter's IA3 "
+        f"vector has shape {shape}: it was trained for another base model"
+    )
 
 
 @register("ia3", "IA3")
@@ -87,32 +137,29 @@ def compile_ia3(config: IA3Config, tensors: dict[str, torch.Tensor], base: BaseM
     require_causal_lm(config)
     if getattr(config, "fan_in_fan_out", False) or getattr(config, "modules_to_save", None):
         raise UnsupportedAdapter("IA3 adapters with fan_in_fan_out or modules_to_save are not supported yet")
-    modules: dict[str, ModuleDelta] = {}
+    vectors: dict[str, torch.Tensor] = {}
     unknown = []
     for key, tensor in tensors.items():
         split = split_module_key(key, ("ia3_l",))
         if split is None:
             unknown.append(key)
             continue
-        module = split[0]
-        in_features, out_features = check_module(base.linear_shapes, module)
-        if _is_feedforward(config, module):
-            if tuple(tensor.shape) != (1, in_features):
-                raise IncompatibleAdapter(
-                    f"feed-forward module '{module}' takes {in_features} inputs in the base model, but the "
-                    f"adapter's IA3 vector has shape {tuple(tensor.shape)}: it was trained for another base model"
-                )
-            modules[module] = IA3Vector(tensor.flatten(), scales_input=True)
-        else:
-            if tuple(tensor.shape) != (out_features, 1):
-                raise IncompatibleAdapter(
-                    f"module '{module}' gives {out_features} outputs in the base model, but the adapter's IA3 "
-                    f"vector has shape {tuple(tensor.shape)}: it was trained for another base model"
-                )
-            modules[module] = IA3Vector(tensor.flatten(), scales_input=False)
+        vectors[split[0]] = tensor
     reject_unknown_keys(unknown, "IA3")
-    if not modules:
+    if not vectors:
         raise InvalidAdapterWeights("the IA3 adapter has no ia3_l tensors")
+
+    patterns = BoundedPatterns()
+    rules = target_rules(config, base, TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING)
+    match = match_targets(config, rules, base, vectors, patterns, kind="IA3", tensors_for="IA3 vector")
+    feedforward = resolve_module_names(config, "feedforward_modules", base, TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING)
+    _check_feedforward_subset(feedforward, match, base, patterns)
+
+    modules: dict[str, ModuleDelta] = {}
+    for module, tensor in sorted(vectors.items()):
+        in_features, out_features = check_module(base.linear_shapes, module)
+        modules[module] = _vector(module, tensor, is_feedforward(feedforward, module, patterns), in_features, out_features)
+    check_weight_values(tensors, adapter_dtype(base.dtype))
     return CompiledDelta(
         kind="ia3",
         config=config,

@@ -8,13 +8,27 @@ import math
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig
-from peft.utils.other import get_pattern_key
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
 from service.engine.base_model import BaseModel
-from service.engine.deltas.common import check_module, reject_unknown_keys, require_causal_lm, split_module_key
-from service.engine.deltas.compiled import CompiledDelta, ModuleDelta, ModuleTable
+from service.engine.deltas import config_fields
+from service.engine.deltas.common import (
+    check_module,
+    reject_unknown_keys,
+    require_causal_lm,
+    split_module_key,
+)
+from service.engine.deltas.compiled import CompiledDelta, ModuleDelta, ModuleTable, adapter_dtype
+from service.engine.deltas.module_patterns import BoundedPatterns, pattern_key
 from service.engine.deltas.registry import register
-from service.errors import IncompatibleAdapter, InvalidAdapterConfig, InvalidAdapterWeights, UnsupportedAdapter
+from service.engine.deltas.targets import match_targets, target_rules
+from service.engine.deltas.weight_values import check_weight_values
+from service.errors import (
+    IncompatibleAdapter,
+    InvalidAdapterConfig,
+    InvalidAdapterWeights,
+    UnsupportedAdapter,
+)
 
 # LoraConfig options that change the forward pass in ways this module does not implement.
 _UNSUPPORTED_OPTIONS = {
@@ -142,22 +156,49 @@ def _check_options(config: LoraConfig) -> None:
             raise UnsupportedAdapter(f"LoRA adapters using {feature} are not supported yet")
 
 
-def _scale(config: LoraConfig, module: str, rank: int) -> float:
-    rank_key = get_pattern_key(list((config.rank_pattern or {}).keys()), module)
-    alpha_key = get_pattern_key(list((config.alpha_pattern or {}).keys()), module)
-    r = (config.rank_pattern or {}).get(rank_key, config.r)
-    alpha = (config.alpha_pattern or {}).get(alpha_key, config.lora_alpha)
-    if not isinstance(r, int) or isinstance(r, bool) or r <= 0 or not isinstance(alpha, (int, float)):
-        raise InvalidAdapterConfig(f"module '{module}': rank {r!r} and alpha {alpha!r} must be a positive integer and a number")
-    if r != rank:
-        raise InvalidAdapterWeights(f"module '{module}' has rank {rank} in its weights but rank {r} in the config")
-    return alpha / math.sqrt(r) if config.use_rslora else alpha / r
+class _Scales:
+    """Per-module LoRA scale from r / lora_alpha and their patterns, PEFT's way, with every value checked."""
+
+    def __init__(self, config: LoraConfig, patterns: BoundedPatterns, served_dtype: torch.dtype):
+        self.r = config_fields.positive_int(config, "r")
+        self.alpha = config_fields.finite_number(config, "lora_alpha")
+        self.rank_pattern = config_fields.pattern_dict(config, "rank_pattern", _is_rank, "a positive integer")
+        self.alpha_pattern = config_fields.pattern_dict(
+            config, "alpha_pattern", config_fields.is_finite_number, "a finite number"
+        )
+        self.rslora = config_fields.flag(config, "use_rslora")
+        self.patterns = patterns
+        self.served_dtype = served_dtype
+
+    def scale(self, module: str, rank: int) -> float:
+        rank_key = pattern_key(list(self.rank_pattern), module, self.patterns, "rank_pattern")
+        alpha_key = pattern_key(list(self.alpha_pattern), module, self.patterns, "alpha_pattern")
+        r = self.rank_pattern.get(rank_key, self.r)
+        alpha = self.alpha_pattern.get(alpha_key, self.alpha)
+        if r != rank:
+            raise InvalidAdapterConfig(
+                f"module '{module}' has rank {rank} in its weights but rank {r} in adapter_config.json "
+                "(r / rank_pattern): the config does not belong with these weights"
+            )
+        scale = alpha / math.sqrt(r) if self.rslora else alpha / r
+        if not abs(scale) <= torch.finfo(self.served_dtype).max:  # a factor on the output, in the served dtype
+            raise InvalidAdapterConfig(
+                f"module '{module}': the LoRA scale lora_alpha / r = {scale:.4g} overflows {self.served_dtype}"
+            )
+        return scale
+
+
+def _is_rank(value: object) -> bool:
+    return config_fields.is_int(value) and value > 0
 
 
 @register("lora", "LORA")
 def compile_lora(config: LoraConfig, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
     require_causal_lm(config)
     _check_options(config)
+    served_dtype = adapter_dtype(base.dtype)
+    patterns = BoundedPatterns()
+    scales = _Scales(config, patterns, served_dtype)
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     unknown = []
     for key, tensor in tensors.items():
@@ -170,11 +211,14 @@ def compile_lora(config: LoraConfig, tensors: dict[str, torch.Tensor], base: Bas
     reject_unknown_keys(unknown, "LoRA")
     if not pairs:
         raise InvalidAdapterWeights("the LoRA adapter has no lora_A/lora_B tensors")
-
-    modules: dict[str, ModuleDelta] = {}
     for module, pair in sorted(pairs.items()):
         if set(pair) != {"lora_A.weight", "lora_B.weight"}:
             raise InvalidAdapterWeights(f"module '{module}' lacks one of lora_A/lora_B")
+    rules = target_rules(config, base, TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING)
+    match_targets(config, rules, base, pairs, patterns, kind="LoRA", tensors_for="lora_A and lora_B")
+
+    modules: dict[str, ModuleDelta] = {}
+    for module, pair in sorted(pairs.items()):
         a, b = pair["lora_A.weight"], pair["lora_B.weight"]
         in_features, out_features = check_module(base.linear_shapes, module)
         if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[1]:
@@ -184,7 +228,8 @@ def compile_lora(config: LoraConfig, tensors: dict[str, torch.Tensor], base: Bas
                 f"module '{module}' is {in_features}->{out_features} in the base model, but the adapter's LoRA "
                 f"weights are for {a.shape[1]}->{b.shape[0]}: it was trained for another base model"
             )
-        modules[module] = LoraWeights(a, b, _scale(config, module, a.shape[0]))
+        modules[module] = LoraWeights(a, b, scales.scale(module, a.shape[0]))
+    check_weight_values(tensors, served_dtype)
     return CompiledDelta(
         kind="lora",
         config=config,

@@ -11,10 +11,16 @@ import torch
 from peft import PrefixTuningConfig
 
 from service.engine.base_model import BaseModel
-from service.engine.deltas.common import require_causal_lm, require_prompt_embeddings
+from service.engine.deltas import config_fields
+from service.engine.deltas.common import (
+    require_causal_lm,
+    require_prompt_embeddings,
+    virtual_token_count,
+)
 from service.engine.deltas.compiled import CompiledDelta, PromptDelta
 from service.engine.deltas.registry import register
-from service.errors import IncompatibleAdapter, InvalidAdapterWeights
+from service.engine.deltas.weight_values import check_weight_values
+from service.errors import IncompatibleAdapter
 
 
 class KVPrefix(PromptDelta):
@@ -39,25 +45,22 @@ class KVPrefix(PromptDelta):
 def compile_prefix(config: PrefixTuningConfig, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
     require_causal_lm(config)
     embeddings = require_prompt_embeddings(tensors)
-    n = config.num_virtual_tokens
     layers, kv_heads, head_dim = base.num_layers, base.num_kv_heads, base.head_dim
-    if config.num_layers is not None and config.num_layers != layers:
+    trained_layers = config_fields.optional_positive_int(config, "num_layers")
+    if trained_layers is not None and trained_layers != layers:
         raise IncompatibleAdapter(
-            f"the prefix was trained for {config.num_layers} layers but the base model has {layers}: "
+            f"the prefix was trained for {trained_layers} layers but the base model has {layers}: "
             "it was trained for another base model"
         )
+    n = virtual_token_count(config, base, embeddings)  # PEFT saves a prefix's n rows, whatever the submodules
     expected = layers * 2 * kv_heads * head_dim
-    if embeddings.dim() != 2 or embeddings.shape[0] != n:
-        raise InvalidAdapterWeights(
-            f"prompt_embeddings has shape {tuple(embeddings.shape)}, expected [{n}, layers*2*kv_dim] "
-            f"for num_virtual_tokens={n}"
-        )
     if embeddings.shape[1] != expected:
         raise IncompatibleAdapter(
             f"the prefix has {embeddings.shape[1]} values per virtual token, but the base model needs "
             f"{layers} layers x 2 x {kv_heads} key/value heads x {head_dim} = {expected}: "
             "it was trained for another base model"
         )
+    check_weight_values(tensors, base.dtype)  # the prefix is served in the model's dtype
     # [n, layers*2, kv_heads, head_dim] -> [layers*2, kv_heads, n, head_dim] -> [layers, 2, kv_heads, n, head_dim]
     kv = embeddings.view(n, layers * 2, kv_heads, head_dim).permute(1, 2, 0, 3)
     kv_prefix = kv.reshape(layers, 2, kv_heads, n, head_dim).contiguous()

@@ -11,10 +11,16 @@ import torch
 from peft import PeftConfig
 
 from service.engine.base_model import BaseModel
-from service.engine.deltas.common import require_causal_lm, require_prompt_embeddings
+from service.engine.deltas import config_fields
+from service.engine.deltas.common import (
+    require_causal_lm,
+    require_prompt_embeddings,
+    virtual_token_count,
+)
 from service.engine.deltas.compiled import CompiledDelta, PromptDelta
 from service.engine.deltas.registry import register
-from service.errors import IncompatibleAdapter, InvalidAdapterWeights
+from service.engine.deltas.weight_values import check_weight_values
+from service.errors import IncompatibleAdapter
 
 
 class VirtualTokens(PromptDelta):
@@ -34,17 +40,14 @@ class VirtualTokens(PromptDelta):
 def _compile_virtual_tokens(kind: str, config: PeftConfig, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
     require_causal_lm(config)
     embeddings = require_prompt_embeddings(tensors)
-    expected_tokens = config.num_virtual_tokens * (config.num_transformer_submodules or 1)
-    if embeddings.dim() != 2 or embeddings.shape[0] != expected_tokens:
-        raise InvalidAdapterWeights(
-            f"prompt_embeddings has shape {tuple(embeddings.shape)}, expected [{expected_tokens}, hidden] "
-            f"for num_virtual_tokens={config.num_virtual_tokens}"
-        )
+    submodules = config_fields.optional_positive_int(config, "num_transformer_submodules") or 1
+    virtual_token_count(config, base, embeddings, submodules=submodules)
     if embeddings.shape[1] != base.hidden_size:
         raise IncompatibleAdapter(
             f"the adapter's virtual tokens have {embeddings.shape[1]} dimensions but the base model's embeddings "
             f"have {base.hidden_size}: it was trained for another base model"
         )
+    check_weight_values(tensors, base.dtype)  # virtual tokens are served in the model's dtype
     return CompiledDelta(
         kind=kind,
         config=config,
