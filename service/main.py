@@ -13,14 +13,14 @@ from service.api import adapters, generate, health, pipelines, stats
 from service.api.body_limits import BodyLimits
 from service.api.errors import install_error_handlers
 from service.config import Settings
-from service.engine.base_model import BaseModel
+from service.engine.base_model import FrozenBase
 from service.state import build_state
 
 DESCRIPTION = """One frozen base model, many PEFT deltas (LoRA, IA3, prompt tuning, P-tuning, prefix tuning)
 hot-swapped per request and batched together. Greedy output equals `PeftModel.generate`, token for token."""
 
 
-def create_app(settings: Settings | None = None, *, base: BaseModel | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, base: FrozenBase | None = None) -> FastAPI:
     """`base` injects an already loaded model (tests use a tiny one); otherwise `settings` names it."""
     settings = settings or Settings()
     # Made with the app, not in its lifespan: a launcher may start draining (SIGTERM) at any time.

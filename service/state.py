@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from service.admission import Admission
 from service.config import Settings
 from service.engine import Engine
-from service.engine.base_model import BaseModel, load_base_model
+from service.engine.base_model import FrozenBase, load_base_model
 from service.engine.batcher import Batcher
 from service.inference import Inference
 from service.registry import AdapterRegistry
@@ -25,7 +25,7 @@ class ServiceState:
     admission: Admission
 
 
-def build_state(settings: Settings, admission: Admission, base: BaseModel | None = None) -> ServiceState:
+def build_state(settings: Settings, admission: Admission, base: FrozenBase | None = None) -> ServiceState:
     """Load the base model (unless one is given, as tests do), open the store, serve every stored adapter."""
     base = base or load_base_model(settings)
     engine = Engine(

@@ -29,7 +29,7 @@ EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 
 
 @dataclass
-class BaseModel:
+class FrozenBase:
     """The frozen base model and the facts about it that adapters are checked against."""
 
     model: PreTrainedModel
@@ -148,7 +148,7 @@ def freeze(model: nn.Module) -> None:
         parameter.requires_grad_(False)
 
 
-def load_base_model(settings: Settings) -> BaseModel:
+def load_base_model(settings: Settings) -> FrozenBase:
     source = prepare_base_model(settings)
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
@@ -159,7 +159,7 @@ def load_base_model(settings: Settings) -> BaseModel:
     return wrap_base_model(model, tokenizer, name=name)
 
 
-def wrap_base_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, name: str) -> BaseModel:
+def wrap_base_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, name: str) -> FrozenBase:
     """Freeze a loaded model and record the facts adapters are checked against (also used by tests)."""
     freeze(model)
     parameter = next(model.parameters())
@@ -176,7 +176,7 @@ def wrap_base_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     module_types = {module_name: type(module).__name__ for module_name, module in model.named_modules() if module_name}
     head = model.get_output_embeddings()
     head_name = next((module_name for module_name, module in model.named_modules() if module is head), None)  # None: no head
-    return BaseModel(
+    return FrozenBase(
         model=model,
         tokenizer=tokenizer,
         name=name,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from service.engine import kv_cache
-from service.engine.base_model import BaseModel
+from service.engine.base_model import FrozenBase
 from service.engine.batch import RowRequest, build_prefill
 from service.engine.module_hooks import ModuleHooks
 from service.engine.row_tables import RowTables
@@ -48,7 +48,7 @@ class EngineStats:
 
 
 class RunningBatch:
-    def __init__(self, base: BaseModel, hooks: ModuleHooks, stats: EngineStats | None = None,
+    def __init__(self, base: FrozenBase, hooks: ModuleHooks, stats: EngineStats | None = None,
                  lock: threading.Lock | None = None, tables: RowTables | None = None):
         self.base = base
         self.hooks = hooks

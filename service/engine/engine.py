@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from service.engine.adapter_cache import AdapterCache
-from service.engine.base_model import BaseModel
+from service.engine.base_model import FrozenBase
 from service.engine.batch import RowRequest
 from service.engine.deltas import CompiledDelta, compile_adapter, compile_directory
 from service.engine.decode_loop import EngineStats, RunningBatch, generate_batch
@@ -27,7 +27,7 @@ PROBE_TEXT = "The quick brown fox jumps over the lazy dog. 1, 2, 3."
 
 
 class Engine:
-    def __init__(self, base: BaseModel, *, max_resident_adapters: int = 64, max_cpu_adapters: int = 512,
+    def __init__(self, base: FrozenBase, *, max_resident_adapters: int = 64, max_cpu_adapters: int = 512,
                  decode: str = "auto", max_batch_size: int = 16, kv_cache_tokens: int = 2048, cuda_graphs: bool = True):
         """`decode`: "eager" (growing cache, the plain path), "static" (preallocated cache of `kv_cache_tokens`
         per row for `max_batch_size` rows; with `cuda_graphs`, decode steps replay CUDA graphs on a GPU), or

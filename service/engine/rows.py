@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from service.engine.base_model import BaseModel
+from service.engine.base_model import FrozenBase
 from service.engine.batch import RowRequest
 from service.engine.detokenize import IncrementalText, find_stop
 from service.engine.sampling import TokenLogprob, make_generator
@@ -48,7 +48,7 @@ def _stop_prefix_length(text: str, stops: tuple[str, ...]) -> int:
 class RowState:
     """One row's progress: its request, tokens so far, sampling generator, and why it finished."""
 
-    def __init__(self, row: RowRequest, base: BaseModel, ticket: object = None):
+    def __init__(self, row: RowRequest, base: FrozenBase, ticket: object = None):
         self.row = row
         self.base = base
         self.ticket = ticket  # the caller's handle for this row (the batcher's future)

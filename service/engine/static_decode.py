@@ -17,7 +17,7 @@ import threading
 
 import torch
 
-from service.engine.base_model import BaseModel
+from service.engine.base_model import FrozenBase
 from service.engine.decode_loop import EngineStats, RunningBatch
 from service.engine.module_hooks import ModuleHooks
 from service.engine.row_tables import RowTables
@@ -46,7 +46,7 @@ def _bucket(n: int, sizes: list[int]) -> int:
 class StaticDecoder:
     """The static path's tensors and graphs. One running batch at a time leases it."""
 
-    def __init__(self, base: BaseModel, hooks: ModuleHooks, *, slots: int, capacity: int, cuda_graphs: bool):
+    def __init__(self, base: FrozenBase, hooks: ModuleHooks, *, slots: int, capacity: int, cuda_graphs: bool):
         device = base.device
         self.base, self.hooks = base, hooks
         self.slots, self.capacity = slots, capacity
@@ -163,7 +163,7 @@ class StaticRunningBatch(RunningBatch):
     """A RunningBatch whose decode steps go through a leased StaticDecoder. Rows live in slots 0..n-1, in
     the order of `states`."""
 
-    def __init__(self, base: BaseModel, hooks: ModuleHooks, stats: EngineStats, lock: threading.Lock,
+    def __init__(self, base: FrozenBase, hooks: ModuleHooks, stats: EngineStats, lock: threading.Lock,
                  decoder: StaticDecoder):
         super().__init__(base, hooks, stats, lock, tables=decoder.tables)
         self.decoder = decoder

@@ -2,7 +2,7 @@
 
 from service.store.adapter_store import AdapterStore, Inspection, Inspector, OnPublish, PutResult, StagedAdapter, check_prompt_template
 from service.store.names import NAME_RULE, is_valid_name, validate_name
-from service.store.pipelines import PipelineDocuments
+from service.store.pipeline_documents import PipelineDocuments
 from service.store.records import AdapterRecord
 from service.store.uploads import (
     ADAPTER_FILES,

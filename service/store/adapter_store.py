@@ -35,7 +35,7 @@ from service.errors import AdapterNotFound, InvalidRequest
 from service.store import uploads
 from service.store.durable import fsync_dir, write_json_atomic
 from service.store.names import is_valid_name, validate_name
-from service.store.pipelines import PipelineDocuments
+from service.store.pipeline_documents import PipelineDocuments
 from service.store.records import RECORD_FORMAT, AdapterRecord, utc_now
 from service.store.versions import LocalVersionStorage, VersionStorage
 

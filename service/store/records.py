@@ -13,7 +13,7 @@ RECORD_FORMAT = 1
 @dataclass(frozen=True)
 class AdapterRecord:
     name: str
-    kind: str  # the PEFT type as the engine names it, e.g. "LORA"
+    kind: str  # the delta kind as the engine names it, e.g. "lora", "prefix_tuning"
     base_model: str | None  # base_model_name_or_path from adapter_config.json
     parameters: int  # total elements over all tensors in adapter_model.safetensors
     bytes: int  # size of adapter_config.json + adapter_model.safetensors

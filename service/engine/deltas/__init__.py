@@ -56,7 +56,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def compile_adapter(config: dict, weights: Path, base, device: torch.device | None = None) -> CompiledDelta:
-    """Check the adapter against `base` (a BaseModel) and compile it onto `device` (default: the base model's),
+    """Check the adapter against `base` (a FrozenBase) and compile it onto `device` (default: the base model's),
     in the base model's dtype; raises an AdapterError naming any mismatch."""
     peft_config = parse_config(config)
     tensors = _read_weights(Path(weights))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from peft import PeftConfig
 
-from service.engine.base_model import BaseModel
+from service.engine.base_model import FrozenBase
 from service.engine.deltas import config_fields
 from service.errors import (
     IncompatibleAdapter,
@@ -38,7 +38,7 @@ def require_prompt_embeddings(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
     return tensors["prompt_embeddings"]
 
 
-def virtual_token_count(config: PeftConfig, base: BaseModel, embeddings: torch.Tensor, *, submodules: int = 1) -> int:
+def virtual_token_count(config: PeftConfig, base: FrozenBase, embeddings: torch.Tensor, *, submodules: int = 1) -> int:
     """The rows of prompt_embeddings, checked against num_virtual_tokens (x `submodules`, as PEFT saves prompt
     tuning) and against the base model's positions. Checked before anything is sized by the count, so an
     absurd num_virtual_tokens is refused by name, never allocated."""

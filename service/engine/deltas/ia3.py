@@ -10,7 +10,7 @@ from peft.utils.constants import (
     TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
 )
 
-from service.engine.base_model import BaseModel
+from service.engine.base_model import FrozenBase
 from service.engine.deltas.common import (
     check_module,
     reject_unknown_keys,
@@ -95,7 +95,7 @@ class IA3Vector(ModuleDelta):
 
 
 def _check_feedforward_subset(
-    feedforward: str | frozenset[str], match: TargetMatch, base: BaseModel, patterns: BoundedPatterns
+    feedforward: str | frozenset[str], match: TargetMatch, base: FrozenBase, patterns: BoundedPatterns
 ) -> None:
     # PEFT requires feedforward_modules to be a subset of target_modules, but checks it only when both are lists;
     # here it is checked on the modules themselves, whatever form either takes. An excluded module is left alone.
@@ -133,7 +133,7 @@ def _vector(module: str, tensor: torch.Tensor, feedforward: bool, in_features: i
 
 
 @register("ia3", "IA3")
-def compile_ia3(config: IA3Config, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
+def compile_ia3(config: IA3Config, tensors: dict[str, torch.Tensor], base: FrozenBase) -> CompiledDelta:
     require_causal_lm(config)
     if getattr(config, "fan_in_fan_out", False) or getattr(config, "modules_to_save", None):
         raise UnsupportedAdapter("IA3 adapters with fan_in_fan_out or modules_to_save are not supported yet")

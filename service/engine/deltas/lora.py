@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from peft import LoraConfig
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
-from service.engine.base_model import BaseModel
+from service.engine.base_model import FrozenBase
 from service.engine.deltas import config_fields
 from service.engine.deltas.common import (
     check_module,
@@ -193,7 +193,7 @@ def _is_rank(value: object) -> bool:
 
 
 @register("lora", "LORA")
-def compile_lora(config: LoraConfig, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
+def compile_lora(config: LoraConfig, tensors: dict[str, torch.Tensor], base: FrozenBase) -> CompiledDelta:
     require_causal_lm(config)
     _check_options(config)
     served_dtype = adapter_dtype(base.dtype)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from peft import PrefixTuningConfig
 
-from service.engine.base_model import BaseModel
+from service.engine.base_model import FrozenBase
 from service.engine.deltas import config_fields
 from service.engine.deltas.common import (
     require_causal_lm,
@@ -42,7 +42,7 @@ class KVPrefix(PromptDelta):
 
 
 @register("prefix_tuning", "PREFIX_TUNING")
-def compile_prefix(config: PrefixTuningConfig, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
+def compile_prefix(config: PrefixTuningConfig, tensors: dict[str, torch.Tensor], base: FrozenBase) -> CompiledDelta:
     require_causal_lm(config)
     embeddings = require_prompt_embeddings(tensors)
     layers, kv_heads, head_dim = base.num_layers, base.num_kv_heads, base.head_dim

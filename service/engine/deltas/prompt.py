@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from peft import PeftConfig
 
-from service.engine.base_model import BaseModel
+from service.engine.base_model import FrozenBase
 from service.engine.deltas import config_fields
 from service.engine.deltas.common import (
     require_causal_lm,
@@ -37,7 +37,7 @@ class VirtualTokens(PromptDelta):
         return VirtualTokens(self.embeddings.to(device=device, dtype=dtype))
 
 
-def _compile_virtual_tokens(kind: str, config: PeftConfig, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
+def _compile_virtual_tokens(kind: str, config: PeftConfig, tensors: dict[str, torch.Tensor], base: FrozenBase) -> CompiledDelta:
     require_causal_lm(config)
     embeddings = require_prompt_embeddings(tensors)
     submodules = config_fields.optional_positive_int(config, "num_transformer_submodules") or 1
@@ -58,10 +58,10 @@ def _compile_virtual_tokens(kind: str, config: PeftConfig, tensors: dict[str, to
 
 
 @register("prompt_tuning", "PROMPT_TUNING")
-def compile_prompt_tuning(config: PeftConfig, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
+def compile_prompt_tuning(config: PeftConfig, tensors: dict[str, torch.Tensor], base: FrozenBase) -> CompiledDelta:
     return _compile_virtual_tokens("prompt_tuning", config, tensors, base)
 
 
 @register("p_tuning", "P_TUNING")
-def compile_p_tuning(config: PeftConfig, tensors: dict[str, torch.Tensor], base: BaseModel) -> CompiledDelta:
+def compile_p_tuning(config: PeftConfig, tensors: dict[str, torch.Tensor], base: FrozenBase) -> CompiledDelta:
     return _compile_virtual_tokens("p_tuning", config, tensors, base)

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import torch
 from peft import PeftConfig
 
-from service.engine.base_model import BaseModel
+from service.engine.base_model import FrozenBase
 from service.engine.deltas.compiled import CompiledDelta
 
 # A compiler gets the parsed config and the weights file's tensors and returns the runtime form, or raises
 # an AdapterError subclass that names what does not fit the base model.
-Compiler = Callable[[PeftConfig, dict[str, torch.Tensor], BaseModel], CompiledDelta]
+Compiler = Callable[[PeftConfig, dict[str, torch.Tensor], FrozenBase], CompiledDelta]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from peft import PeftConfig
 
-from service.engine.base_model import BaseModel
+from service.engine.base_model import FrozenBase
 from service.engine.deltas.config_fields import (
     layer_indexes,
     layer_patterns,
@@ -36,12 +36,12 @@ class TargetMatch:
     targeted: frozenset[str]  # the modules the config adapts; all Linear, and equal to the weights' modules
 
 
-def model_type(base: BaseModel) -> str | None:
+def model_type(base: FrozenBase) -> str | None:
     return getattr(base.model.config, "model_type", None)
 
 
 def resolve_module_names(
-    config: PeftConfig, field: str, base: BaseModel, defaults: Mapping[str, Sequence[str]]
+    config: PeftConfig, field: str, base: FrozenBase, defaults: Mapping[str, Sequence[str]]
 ) -> str | frozenset[str]:
     """A module-name field with PEFT's defaults applied: null takes PEFT's list for the base model's type."""
     names = module_names(config, field)
@@ -56,7 +56,7 @@ def resolve_module_names(
     return default if isinstance(default, str) else frozenset(default)
 
 
-def target_rules(config: PeftConfig, base: BaseModel, default_targets: Mapping[str, Sequence[str]]) -> TargetRules:
+def target_rules(config: PeftConfig, base: FrozenBase, default_targets: Mapping[str, Sequence[str]]) -> TargetRules:
     targets = resolve_module_names(config, "target_modules", base, default_targets)
     if isinstance(targets, str) and targets.lower() == ALL_LINEAR:
         # PEFT's _maybe_include_all_linear_layers: every Linear layer but the output head.
@@ -83,7 +83,7 @@ def describe_selection(config: PeftConfig) -> str:
 def match_targets(
     config: PeftConfig,
     rules: TargetRules,
-    base: BaseModel,
+    base: FrozenBase,
     adapted: Collection[str],
     patterns: BoundedPatterns,
     *,
