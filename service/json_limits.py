@@ -60,21 +60,21 @@ def parse_json(data: bytes, *, max_bytes: int, max_depth: int, what: str = "the 
     `what` names the document in error messages, e.g. "adapter_config.json".
     """
     if len(data) > max_bytes:
-        raise JsonTooLarge(f"{what} is larger than the limit of {max_bytes} bytes.")
+        raise JsonTooLarge(f"{what} is larger than the limit of {max_bytes} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidJson(f"{what} is not UTF-8 text: {exc}.") from None
+        raise InvalidJson(f"{what} is not UTF-8 text: {exc}") from None
     if json_depth_exceeds(text, max_depth):
-        raise JsonTooDeep(f"{what} nests arrays or objects more than {max_depth} levels deep.")
+        raise JsonTooDeep(f"{what} nests arrays or objects more than {max_depth} levels deep")
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:  # not reached within the depth limit; kept so no limit can turn into a 500
-        raise JsonTooDeep(f"{what} nests arrays or objects too deeply.") from None
+        raise JsonTooDeep(f"{what} nests arrays or objects too deeply") from None
     except ValueError as exc:
         # JSONDecodeError, the non-finite constants refused above, and the int parser's digit limit
         # (a 5,000-digit number) are all ValueErrors.
-        raise InvalidJson(f"{what} is not valid JSON: {str(exc).rstrip('. ')}.") from None
+        raise InvalidJson(f"{what} is not valid JSON: {str(exc).rstrip('. ')}") from None
 
 
 def read_json_file(path: Path, *, max_bytes: int, max_depth: int, what: str | None = None) -> Any:

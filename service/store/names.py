@@ -22,5 +22,5 @@ def is_valid_name(name: object) -> bool:
 def validate_name(name: object) -> str:
     """Return `name` unchanged if it follows the rule, else raise InvalidName saying the rule."""
     if not is_valid_name(name):
-        raise InvalidName(f"Invalid name {name!r}: {NAME_RULE}.")
+        raise InvalidName(f"invalid name {name!r}: {NAME_RULE}")
     return name  # type: ignore[return-value]

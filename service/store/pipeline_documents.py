@@ -60,12 +60,12 @@ class PipelineDocuments:
         """Create or replace a pipeline; return True when it is new."""
         validate_name(name)
         if not isinstance(definition, dict):
-            raise InvalidRequest("A pipeline definition must be a JSON object.")
+            raise InvalidRequest("a pipeline definition must be a JSON object")
         try:
             # A private copy that is known to round-trip, so later reads match what is on disk.
             definition = json.loads(json.dumps(definition))
         except (TypeError, ValueError) as exc:
-            raise InvalidRequest(f"The pipeline definition cannot be stored as JSON: {exc}.") from exc
+            raise InvalidRequest(f"the pipeline definition cannot be stored as JSON: {exc}") from exc
         with self._lock:
             created = name not in self._documents
             write_json_atomic(self._path(name), definition)
@@ -76,7 +76,7 @@ class PipelineDocuments:
         try:
             return copy.deepcopy(self._documents[name])
         except KeyError:
-            raise PipelineNotFound(f"No pipeline named {name!r}.") from None
+            raise PipelineNotFound(f"no pipeline named '{name}'") from None
 
     def list(self) -> dict[str, dict]:
         """Every pipeline, name -> definition, sorted by name."""
@@ -89,7 +89,7 @@ class PipelineDocuments:
     def delete(self, name: str) -> None:
         with self._lock:
             if name not in self._documents:
-                raise PipelineNotFound(f"No pipeline named {name!r}.")
+                raise PipelineNotFound(f"no pipeline named '{name}'")
             os.unlink(self._path(name))
             fsync_dir(self.directory)
             self._documents = {key: value for key, value in self._documents.items() if key != name}

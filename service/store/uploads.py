@@ -60,7 +60,7 @@ PICKLE_ADVICE = (
     "DeltaServe never loads pickle files because unpickling can run arbitrary code. "
     "Convert the adapter where you trust the file: load it with PeftModel.from_pretrained(base_model, path) "
     "and call model.save_pretrained(out_dir, safe_serialization=True), which writes "
-    f"{WEIGHTS_FILE}; upload that file with {CONFIG_FILE}."
+    f"{WEIGHTS_FILE}; upload that file with {CONFIG_FILE}"
 )
 
 _CHUNK = 1024 * 1024
@@ -70,7 +70,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # NotImplementedError for compression methods it lacks.
 _ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, OSError)
 _TAR_READ_ERRORS = (tarfile.TarError, zlib.error, EOFError, OSError)
-_TOO_MANY_MEMBERS = f"The archive has more than {MAX_ARCHIVE_MEMBERS} members; an adapter archive needs 2 or 3."
+_TOO_MANY_MEMBERS = f"the archive has more than {MAX_ARCHIVE_MEMBERS} members; an adapter archive needs 2 or 3"
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,9 @@ def stage_files(files: Mapping[str, bytes], dest: Path, max_bytes: int) -> Stage
         # Browsers may send a relative path for folder uploads; only the last part names the file.
         name = PurePosixPath(str(raw_name).replace("\\", "/")).name
         if name in ("", ".", ".."):
-            raise UploadError(f"Uploaded file name {raw_name!r} is not a file name.")
+            raise UploadError(f"uploaded file name {raw_name!r} is not a file name")
         if name in by_name:
-            raise UploadError(f"{name} was uploaded more than once.")
+            raise UploadError(f"{name} was uploaded more than once")
         by_name[name] = content
 
     _refuse_pickles(by_name)
@@ -139,8 +139,8 @@ def stage_archive(data: bytes | bytearray | memoryview | BinaryIO, dest: Path, m
             _unpack_tar_gz(body, dest, max_bytes)
         else:
             raise UploadError(
-                "The upload is not a zip or tar.gz archive; send a .zip or .tar.gz of "
-                f"{CONFIG_FILE} and {WEIGHTS_FILE}, or send the two files as form fields."
+                "the upload is not a zip or tar.gz archive; send a .zip or .tar.gz of "
+                f"{CONFIG_FILE} and {WEIGHTS_FILE}, or send the two files as form fields"
             )
     return check_staged(dest)
 
@@ -159,12 +159,12 @@ def _unpack_zip(body: BinaryIO, dest: Path, max_bytes: int) -> None:
             # The upper 16 bits of external_attr hold the Unix mode when the archiver set one.
             kind = stat.S_IFMT(info.external_attr >> 16)
             if kind == stat.S_IFLNK:
-                raise UnsafeArchive(f"Archive member {info.filename!r} is a symbolic link; links are not accepted.")
+                raise UnsafeArchive(f"archive member {info.filename!r} is a symbolic link; links are not accepted")
             if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-                raise UnsafeArchive(f"Archive member {info.filename!r} is not a regular file or folder.")
+                raise UnsafeArchive(f"archive member {info.filename!r} is not a regular file or folder")
             parts = _safe_parts(info.filename)
             if info.flag_bits & 0x1:
-                raise UploadError(f"Archive member {info.filename!r} is encrypted; send an unencrypted archive.")
+                raise UploadError(f"archive member {info.filename!r} is encrypted; send an unencrypted archive")
             is_dir = info.is_dir() or kind == stat.S_IFDIR
             if not is_dir:
                 declared += info.file_size
@@ -195,9 +195,9 @@ def _unpack_tar_gz(body: BinaryIO, dest: Path, max_bytes: int) -> None:
             if len(members) == MAX_ARCHIVE_MEMBERS:
                 raise UnsafeArchive(_TOO_MANY_MEMBERS)
             if info.issym() or info.islnk():
-                raise UnsafeArchive(f"Archive member {info.name!r} is a link; links are not accepted.")
+                raise UnsafeArchive(f"archive member {info.name!r} is a link; links are not accepted")
             if not (info.isreg() or info.isdir()):
-                raise UnsafeArchive(f"Archive member {info.name!r} is not a regular file or folder.")
+                raise UnsafeArchive(f"archive member {info.name!r} is not a regular file or folder")
             parts = _safe_parts(info.name)
             if info.isreg():
                 declared += info.size
@@ -208,7 +208,7 @@ def _unpack_tar_gz(body: BinaryIO, dest: Path, max_bytes: int) -> None:
         def open_member(member: _Member) -> BinaryIO:
             handle = archive.extractfile(member.info)  # type: ignore[arg-type]
             if handle is None:  # only for non-regular members, which were refused above
-                raise UnsafeArchive("Archive member is not a regular file.")
+                raise UnsafeArchive("archive member is not a regular file")
             return handle  # type: ignore[return-value]
 
         _write_members(members, open_member, dest, max_bytes, reading)
@@ -218,12 +218,12 @@ def _safe_parts(raw_name: str) -> tuple[str, ...]:
     """Split an archive member's path, refusing anything that could point outside the folder."""
     name = raw_name.replace("\\", "/")
     if name.startswith("/") or (len(name) >= 2 and name[1] == ":" and name[0].isalpha()):
-        raise UnsafeArchive(f"Archive member {raw_name!r} has an absolute path; paths must be relative.")
+        raise UnsafeArchive(f"archive member {raw_name!r} has an absolute path; paths must be relative")
     if "\x00" in name:
-        raise UnsafeArchive(f"Archive member {raw_name!r} has a NUL byte in its name.")
+        raise UnsafeArchive(f"archive member {raw_name!r} has a NUL byte in its name")
     parts = tuple(part for part in name.split("/") if part not in ("", "."))
     if ".." in parts:
-        raise UnsafeArchive(f"Archive member {raw_name!r} contains '..'; paths must stay inside the archive.")
+        raise UnsafeArchive(f"archive member {raw_name!r} contains '..'; paths must stay inside the archive")
     return parts
 
 
@@ -236,7 +236,7 @@ def _write_members(
 ) -> None:
     """Map members to adapter file names, then copy the kept ones with a running byte count."""
     if any(not m.is_dir and not m.parts for m in members):
-        raise UploadError("The archive holds a file with an empty name.")
+        raise UploadError("the archive holds a file with an empty name")
     files = [m for m in members if not m.is_dir and not _is_ignored(m.parts)]
     _refuse_pickles(m.parts[-1] for m in files)
 
@@ -246,14 +246,14 @@ def _write_members(
     if depths - {1, 2} or (2 in depths and (1 in depths or len(tops) > 1)):
         shown = ", ".join(sorted("/".join(m.parts) for m in files))
         raise UploadError(
-            f"The archive must hold {CONFIG_FILE} and {WEIGHTS_FILE} at its top level or inside "
-            f"one top-level folder; it holds: {shown}."
+            f"the archive must hold {CONFIG_FILE} and {WEIGHTS_FILE} at its top level or inside "
+            f"one top-level folder; it holds: {shown}"
         )
     by_name: dict[str, _Member] = {}
     for member in files:
         name = member.parts[-1]
         if name in by_name:
-            raise UploadError(f"The archive holds {name} more than once.")
+            raise UploadError(f"the archive holds {name} more than once")
         by_name[name] = member
     _check_file_set(by_name)
 
@@ -313,7 +313,7 @@ class _corrupt_archive:
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         if exc is not None and isinstance(exc, self.errors):
-            raise UploadError(f"The {self.label} archive is corrupt: {_sentence(exc)}") from exc
+            raise UploadError(f"the {self.label} archive is corrupt: {_sentence(exc)}") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,7 +327,7 @@ def stage_directory(src: Path, dest: Path, max_bytes: int) -> StagedSummary:
     """
     src = Path(src)
     if not src.is_dir():
-        raise UploadError(f"{src} is not a folder.")
+        raise UploadError(f"{src} is not a folder")
     present = {name for name in ADAPTER_FILES if (src / name).is_file()}
     if WEIGHTS_FILE not in present and any((src / f"adapter_model{s}").is_file() for s in PICKLE_SUFFIXES):
         raise PickleRefused(f"{src} holds only pickle adapter weights. {PICKLE_ADVICE}")
@@ -348,10 +348,10 @@ def check_staged(folder: Path) -> StagedSummary:
     config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     for path in (config_path, weights_path):
         if not path.is_file():
-            raise UploadError(f"The upload has no {path.name}.")
+            raise UploadError(f"the upload has no {path.name}")
     config = _parse_config(config_path)
     if not isinstance(config, dict):
-        raise UploadError(f"{CONFIG_FILE} must hold a JSON object, not {type(config).__name__}.")
+        raise UploadError(f"{CONFIG_FILE} must hold a JSON object, not {type(config).__name__}")
     return StagedSummary(
         config=config,
         parameters=count_parameters(weights_path),
@@ -387,7 +387,7 @@ def count_parameters(weights_path: Path) -> int:
     except Exception as exc:  # safetensors raises its own SafetensorError, or OSError/ValueError
         raise InvalidAdapterWeights(f"{WEIGHTS_FILE} is not a valid safetensors file: {_sentence(exc)}") from exc
     if not keys:
-        raise InvalidAdapterWeights(f"{WEIGHTS_FILE} holds no tensors.")
+        raise InvalidAdapterWeights(f"{WEIGHTS_FILE} holds no tensors")
     return total
 
 
@@ -402,18 +402,18 @@ def _check_file_set(names: Iterable[str]) -> None:
     unknown = sorted(names - set(ADAPTER_FILES) - DROPPED_FILES)
     if unknown:
         raise UploadError(
-            f"Unexpected file(s) {', '.join(unknown)}; an adapter upload holds only "
-            f"{CONFIG_FILE} and {WEIGHTS_FILE} (and optionally README.md)."
+            f"unexpected file(s) {', '.join(unknown)}; an adapter upload holds only "
+            f"{CONFIG_FILE} and {WEIGHTS_FILE} (and optionally README.md)"
         )
     missing = [name for name in ADAPTER_FILES if name not in names]
     if missing:
         raise UploadError(
-            f"The upload is missing {' and '.join(missing)}; PeftModel.save_pretrained(dir) "
-            f"writes both {CONFIG_FILE} and {WEIGHTS_FILE}."
+            f"the upload is missing {' and '.join(missing)}; PeftModel.save_pretrained(dir) "
+            f"writes both {CONFIG_FILE} and {WEIGHTS_FILE}"
         )
 
 
 def _sentence(exc: BaseException) -> str:
-    """An exception's text ending in exactly one period, to close one of our messages."""
-    return str(exc).rstrip(". ") + "."
+    """An exception's text without a closing period, to end one of our messages (which have none)."""
+    return str(exc).rstrip(". ")
 
