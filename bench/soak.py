@@ -340,7 +340,9 @@ def print_summary(result: dict[str, Any]) -> None:
         (f"  server RSS              start {mib(rss['start_mib'])} MiB  after setup {mib(rss['after_setup_mib'])} MiB  "
          f"max {mib(rss['max_mib'])} MiB  end {mib(rss['end_mib'])} MiB"),
         f"  machine load (1/5/15 min)  {load} on {setup['cpu_count']} CPUs",
-        f"  server stopped          exit {result['shutdown']['exit_status']} in {result['shutdown']['seconds']:.1f} s",
+        (f"  server stopped          exit {result['shutdown']['exit_status']} "
+         f"({'clean' if result['shutdown']['exit_status'] in CLEAN_EXITS else 'NOT clean'}) "
+         f"in {result['shutdown']['seconds']:.1f} s after SIGTERM"),
         f"  inconsistent answers    {len(result['inconsistencies'])}",
         f"  violations              {result['violation_count']}",
     ]

@@ -30,6 +30,7 @@ PROMPTS = [
 FINISH_REASONS = frozenset({"stop", "length", "timeout"})
 NAMED_PIPELINE = "soak-chain"
 CANCEL_NEW_TOKENS = 64  # long enough that the cancellation usually lands mid-generation
+MAX_BACKOFF_S = 5.0
 
 
 @dataclass
@@ -59,8 +60,10 @@ class Soak:
     def running(self) -> bool:
         return time.monotonic() < self.deadline
 
-    async def send(self, action: str, method: str, path: str, expect: Expect, **kwargs: Any) -> httpx.Response | None:
-        """Send one request and record how it ended; the response when it came back as `expect` allows."""
+    async def send(self, action: str, method: str, path: str, expect: Expect, *, back_off: bool = True,
+                   **kwargs: Any) -> httpx.Response | None:
+        """Send one request and record how it ended; the response when it came back as `expect` allows. Shed
+        with 429, it waits Retry-After before returning (unless `back_off` is False), as clients should."""
         at_s, started = self.ledger.now(), time.perf_counter()
         try:
             response = await self.client.request(method, path, **kwargs)
@@ -72,7 +75,16 @@ class Soak:
         code = error_code(response) if response.status_code >= 400 else None
         self.ledger.record(Outcome(action, response.status_code, code, time.perf_counter() - started,
                                    violation=violation, at_s=at_s))
+        if response.status_code == 429 and back_off:
+            await asyncio.sleep(retry_after_s(response))
         return response if violation is None else None
+
+
+def retry_after_s(response: httpx.Response, most: float = MAX_BACKOFF_S) -> float:
+    try:
+        return min(float(response.headers.get("retry-after", 1)), most)
+    except ValueError:
+        return 1.0
 
 
 # -- what a valid answer looks like --------------------------------------------------------------------------
@@ -232,7 +244,8 @@ async def cancelled(soak: Soak, rng: random.Random) -> None:
     patience = rng.uniform(0.05, 1.5)
     at_s, started = soak.ledger.now(), time.perf_counter()
     try:
-        await asyncio.wait_for(soak.send("cancel", "POST", "/generate", expect, json=body), patience)
+        # No back-off inside the patience: a 429 recorded and then cancelled would count twice.
+        await asyncio.wait_for(soak.send("cancel", "POST", "/generate", expect, back_off=False, json=body), patience)
     except asyncio.TimeoutError:
         soak.ledger.record(Outcome("cancel", None, None, time.perf_counter() - started, cancelled=True, at_s=at_s))
 
