@@ -54,8 +54,8 @@ def server_environment(limits: Limits, store: Path, base_model: str | None, devi
 
 
 def start_server(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
-    """`python -m service.cli serve` run from this checkout, so its own code is what is measured."""
-    command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+    """`python -m deltaserve serve` run from this checkout, so its own code is what is measured."""
+    command = [sys.executable, "-m", "deltaserve", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning"]
     with open(log_path, "wb") as log:
         return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -41,6 +41,15 @@ class InvalidRequest(DeltaServeError):
     code = "invalid_request"
 
 
+def check_encodable(text: str, where: str) -> None:
+    """JSON may carry a lone surrogate (an unpaired "\\ud800" escape): a Python str, but not text anything
+    downstream can encode (the tokenizer, a UTF-8 file). Refuse it where it enters."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(f"{where} holds {text[exc.start:exc.end]!a}, which is not a character (a lone surrogate)") from None
+
+
 class InvalidName(InvalidRequest):
     code = "invalid_name"
 

@@ -19,7 +19,7 @@ from service.engine import Engine, GenerationResult, SamplingParams
 from service.engine.batch import RowRequest
 from service.engine.batcher import Batcher
 from service.engine.rows import StreamDelta
-from service.errors import InvalidRequest
+from service.errors import InvalidRequest, check_encodable
 from service.registry import AdapterRegistry, ResolvedAdapter
 
 
@@ -40,6 +40,7 @@ class Inference:
 
     def check_text(self, text: str, where: str = "text") -> None:
         self.check_chars(len(text), where)
+        check_encodable(text, where)
 
     def check_chars(self, chars: int, where: str) -> None:
         limit = self.settings.max_input_chars

@@ -11,7 +11,7 @@ from service import __version__
 from service.admission import Admission
 from service.api import adapters, generate, health, pipelines, stats
 from service.api.body_limits import BodyLimits
-from service.api.errors import install_error_handlers
+from service.api.errors import UnexpectedErrors, install_error_handlers
 from service.config import Settings
 from service.engine.base_model import FrozenBase
 from service.state import build_state
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, *, base: FrozenBase | None = No
     app = FastAPI(title="DeltaServe", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.admission = admission
     install_error_handlers(app)
+    app.add_middleware(UnexpectedErrors)  # innermost: inside it, errors become answers; outside, bodies are bounded
     app.add_middleware(BodyLimits, settings=settings)
     for module in (health, generate, adapters, pipelines, stats):
         app.include_router(module.router)

@@ -287,3 +287,41 @@ def test_405_names_the_allowed_methods(settings, tiny_base):
         response = client.delete("/generate")
     assert response.status_code == 405 and error(response)["code"] == "method_not_allowed"
     assert response.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/generate", {"text": "\ud800 Paris"}),
+    ("/generate", {"texts": ["Paris", "x\udfff"]}),
+    ("/pipeline", {"text": "\ud83d", "steps": [{"name": "a"}]}),
+    ("/pipeline", {"text": "Paris", "steps": [{"name": "a", "input": "{text} \udc00"}]}),
+])
+def test_a_lone_surrogate_is_refused_not_a_500(settings, tiny_base, path, body):
+    """JSON's \\ud800 escape makes a Python str that no tokenizer or file can take."""
+    raw = json.dumps(body).encode()  # ensure_ascii keeps the lone surrogate as its escape
+    with serve(create_app(settings, base=tiny_base)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        response = client.post(path, content=raw, headers={"content-type": "application/json"})
+        stored = client.put("/pipelines/p", content=json.dumps({"description": "\ud800", "steps": [{"name": "a"}]}),
+                            headers={"content-type": "application/json"})
+        assert client.get("/pipelines").json() == {"pipelines": []}
+    assert response.status_code == 422 and "lone surrogate" in error(response)["message"], response.text
+    assert stored.status_code == 422, stored.text
+
+
+def test_an_unexpected_error_is_a_500_that_keeps_the_connection(settings, tiny_base, monkeypatch):
+    """Behind a proxy that reuses connections, a dropped one would fail the next client's request."""
+    calls = []
+
+    async def broken_once(self, adapter, texts, params):
+        calls.append(texts)
+        if len(calls) == 1:
+            raise RuntimeError("injected")
+        return await generate(self, adapter, texts, params)
+
+    generate = Inference.generate
+    monkeypatch.setattr(Inference, "generate", broken_once)
+    with serve(create_app(settings, base=tiny_base)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        failed = client.post("/generate", json={"text": "Paris", "max_new_tokens": 2})
+        after = client.post("/generate", json={"text": "Paris", "max_new_tokens": 2})  # same connection
+    assert failed.status_code == 500 and error(failed) == {
+        "code": "internal_error", "message": "the server failed to handle this request; see its log"}
+    assert after.status_code == 200

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import DeltaServeError
 from service.schemas.errors import ErrorResponse
@@ -64,7 +65,33 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))  # e.g. Allow on 405
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "the server failed to handle this request; see its log")
+    # Unexpected errors are caught by `UnexpectedErrors` (a middleware), not by an exception handler for
+    # Exception: Starlette runs that one outermost and re-raises after answering, and uvicorn then closes the
+    # connection, failing the next request a client (or a proxy) sends on it.
+
+
+class UnexpectedErrors:
+    """Answer an unexpected error with a 500 in the error shape, and keep the connection usable."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if started:  # part of a response is out already: all that is left is to drop the connection
+                raise
+            response = error_response(500, "internal_error", "the server failed to handle this request; see its log")
+            await response(scope, receive, send)

@@ -16,7 +16,8 @@ async def stats(state: State) -> dict:
     return {
         "engine": asdict(state.engine.stats),
         "decode": state.engine.decode_info(),
-        "queue": {"waiting_rows": state.batcher.queued(), "running_rows": state.batcher.running()},
+        "queue": {"waiting_rows": state.batcher.queued(), "running_rows": state.batcher.running(),
+                  "cancelled_waiting_rows": state.batcher.cancelled_waiting},
         "admission": state.admission.snapshot(),
         "adapters": state.engine.adapters.snapshot(),
     }

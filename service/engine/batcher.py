@@ -75,6 +75,7 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._running = None  # the running batch, once the loop has started
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deltaserve-model")
+        self.cancelled_waiting = 0  # rows whose callers went away before they joined the running batch
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -204,6 +205,7 @@ class Batcher:
         running_key: int | None = None  # by-adapter mode: the adapter key of the running rows
         while True:
             self._expire_queued(time.monotonic())
+            self.cancelled_waiting += sum(t.cancelled() for t in self._queue)
             self._queue = [t for t in self._queue if not t.future.done()]  # callers that went away, expired rows
             if not len(running) and not self._queue:
                 self._arrived.clear()

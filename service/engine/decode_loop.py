@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +18,7 @@ import torch
 from service.engine import kv_cache
 from service.engine.base_model import FrozenBase
 from service.engine.batch import RowRequest, build_prefill
+from service.engine.fair_lock import FairLock
 from service.engine.module_hooks import ModuleHooks
 from service.engine.row_tables import RowTables
 from service.engine.rows import GenerationResult, RowState
@@ -49,12 +49,12 @@ class EngineStats:
 
 class RunningBatch:
     def __init__(self, base: FrozenBase, hooks: ModuleHooks, stats: EngineStats | None = None,
-                 lock: threading.Lock | None = None, tables: RowTables | None = None):
+                 lock: FairLock | None = None, tables: RowTables | None = None):
         self.base = base
         self.hooks = hooks
         self.stats = stats or EngineStats()
         # The hooks read the tables of the batch running the model: two batches must never run it at once.
-        self.lock = lock or threading.Lock()
+        self.lock = lock or FairLock()
         self.tables = tables or RowTables(base.linear_shapes, _EAGER_TABLE_NUMBERS, base.device, base.dtype, growable=True)
         self.states: list[RowState] = []
         self.cache = None  # DynamicCache, rows left-padded to one length

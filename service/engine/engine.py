@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from service.engine.base_model import FrozenBase
 from service.engine.batch import RowRequest
 from service.engine.deltas import CompiledDelta, compile_adapter, compile_directory
 from service.engine.decode_loop import EngineStats, RunningBatch, generate_batch
+from service.engine.fair_lock import FairLock
 from service.engine.module_hooks import ModuleHooks
 from service.engine.rows import GenerationResult
 from service.engine.sampling import SamplingParams
@@ -49,7 +49,7 @@ class Engine:
             max_device=max_resident_adapters,
             max_cpu=max_cpu_adapters,
         )
-        self._model_lock = threading.Lock()  # one forward pass at a time: the hooks read one batch's tables
+        self._model_lock = FairLock()  # one forward pass at a time (the hooks read one batch's tables), in turn
         self.stats = EngineStats()
 
     # -- adapters ---------------------------------------------------------------------------------
@@ -65,7 +65,7 @@ class Engine:
         """Run the adapter once on a probe prompt and refuse it if the model's output is not finite: weights
         that pass every shape check can still overflow inside the model (a poisoned or absurdly scaled delta)."""
         row = self.make_row(PROBE_TEXT, delta, SamplingParams(max_new_tokens=1))
-        result = self.generate_rows([row])[0]
+        result = generate_batch(self.new_batch(EngineStats()), [row])[0]  # not the service's counters
         if result.error is not None:
             raise InvalidAdapterWeights(
                 f"the adapter makes the model's output on a probe prompt fail ({result.error.message}); "
@@ -132,12 +132,12 @@ class Engine:
     def max_tokens_per_row(self) -> int:
         return self.base.max_positions if self.decoder is None else self.decoder.capacity
 
-    def new_batch(self) -> RunningBatch:
+    def new_batch(self, stats: EngineStats | None = None) -> RunningBatch:
         """An empty running batch that rows can join and leave at token boundaries (the batcher's). It takes
         the static path when that is on and no other batch holds it; close() the batch to give it back."""
         if self.decoder is not None and self.decoder.try_lease():
-            return StaticRunningBatch(self.base, self.hooks, self.stats, self._model_lock, self.decoder)
-        return RunningBatch(self.base, self.hooks, self.stats, self._model_lock)
+            return StaticRunningBatch(self.base, self.hooks, stats or self.stats, self._model_lock, self.decoder)
+        return RunningBatch(self.base, self.hooks, stats or self.stats, self._model_lock)
 
     def decode_info(self) -> dict:
         """Which decode path serves the running batch, for /stats."""

@@ -19,6 +19,7 @@ import torch
 
 from service.engine.base_model import FrozenBase
 from service.engine.decode_loop import EngineStats, RunningBatch
+from service.engine.fair_lock import FairLock
 from service.engine.module_hooks import ModuleHooks
 from service.engine.row_tables import RowTables
 from service.engine.static_cache import StaticKVCache
@@ -163,7 +164,7 @@ class StaticRunningBatch(RunningBatch):
     """A RunningBatch whose decode steps go through a leased StaticDecoder. Rows live in slots 0..n-1, in
     the order of `states`."""
 
-    def __init__(self, base: FrozenBase, hooks: ModuleHooks, stats: EngineStats, lock: threading.Lock,
+    def __init__(self, base: FrozenBase, hooks: ModuleHooks, stats: EngineStats, lock: FairLock,
                  decoder: StaticDecoder):
         super().__init__(base, hooks, stats, lock, tables=decoder.tables)
         self.decoder = decoder

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Generic, Protocol, TypeVar
 
-from service.errors import AdapterNotFound, InvalidRequest
+from service.errors import AdapterNotFound, InvalidRequest, check_encodable
 from service.store import uploads
 from service.store.durable import fsync_dir, write_json_atomic
 from service.store.names import is_valid_name, validate_name
@@ -225,6 +225,8 @@ class AdapterStore:
             validate_name(name)
             if description is not None and not isinstance(description, str):
                 raise InvalidRequest("the description must be a string")
+            if description is not None:
+                check_encodable(description, "the description")
             check_prompt_template(prompt_template)
             inspection = inspect(staged)  # the caller's verdict, before anything is visible
             kind = inspection.kind
@@ -313,6 +315,7 @@ def check_prompt_template(template: str | None) -> None:
         raise InvalidRequest(
             f"a prompt template must contain {TEMPLATE_FIELD} exactly once; it marks where the request text goes"
         )
+    check_encodable(template, "the prompt template")
 
 
 def _sha256(path: Path) -> str:

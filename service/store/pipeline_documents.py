@@ -62,9 +62,9 @@ class PipelineDocuments:
         if not isinstance(definition, dict):
             raise InvalidRequest("a pipeline definition must be a JSON object")
         try:
-            # A private copy that is known to round-trip, so later reads match what is on disk.
-            definition = json.loads(json.dumps(definition))
-        except (TypeError, ValueError) as exc:
+            # A private copy that is known to round-trip as UTF-8, so later reads match what is on disk.
+            definition = json.loads(json.dumps(definition, ensure_ascii=False).encode("utf-8"))
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError (a lone surrogate) is a ValueError
             raise InvalidRequest(f"the pipeline definition cannot be stored as JSON: {exc}") from exc
         with self._lock:
             created = name not in self._documents
