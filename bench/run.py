@@ -32,8 +32,8 @@ from peft import (
     PromptTuningConfig,
     get_peft_model,
 )
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from tokenizers import Tokenizer, models
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from service.engine import Engine, SamplingParams
 from service.engine.base_model import wrap_base_model
@@ -42,10 +42,10 @@ from service.engine.batcher import Batcher
 from service.engine.deltas import compile_directory
 
 SHAPES = {
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=512),
-    "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, vocab_size=49152),
-    "llama-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, vocab_size=128256),
-    "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, vocab_size=128256),
+    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512},
+    "smollm2-135m": {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152},
+    "llama-1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256},
+    "llama-8b": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256},
 }
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -79,7 +79,7 @@ def adapter_configs(count: int) -> list[tuple[str, object]]:
     kinds = [
         ("lora-r8", LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, target_modules=ATTENTION, init_lora_weights=False)),
         ("lora-r16", LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, target_modules=ATTENTION, init_lora_weights=False)),
-        ("lora-r64", LoraConfig(task_type="CAUSAL_LM", r=64, lora_alpha=64, target_modules=ATTENTION + ["down_proj"], init_lora_weights=False)),
+        ("lora-r64", LoraConfig(task_type="CAUSAL_LM", r=64, lora_alpha=64, target_modules=[*ATTENTION, "down_proj"], init_lora_weights=False)),
         ("ia3", IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"])),
         ("prompt", PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20)),
         ("ptuning", PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=16, encoder_hidden_size=128)),
@@ -126,7 +126,7 @@ def main() -> None:
     tokenizer = word_level_tokenizer(config.vocab_size)
     ids = torch.randint(10, config.vocab_size, (B, P), device=device)
     mask = torch.ones_like(ids)
-    gen = dict(max_new_tokens=N, min_new_tokens=N, do_sample=False)
+    gen = {"max_new_tokens": N, "min_new_tokens": N, "do_sample": False}
     tokens = B * N
     results: dict = {
         "setup": {"shape": args.shape, "batch": B, "prompt_tokens": P, "new_tokens": N, "adapters": args.adapters,

@@ -7,6 +7,7 @@ be answered with (`Expect`); the ledger holds the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -549,10 +550,8 @@ async def health_poller(url: str, ledger: Ledger, stop: asyncio.Event, interval_
             except httpx.TransportError as exc:
                 ledger.violate("health", f"/health transport error: {type(exc).__name__}: {exc}")
             latencies.append((time.perf_counter() - started) * 1000)
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
-            except asyncio.TimeoutError:
-                pass
     return latencies
 
 
@@ -564,8 +563,6 @@ async def memory_sampler(read_rss: Callable[[], float | None], stop: asyncio.Eve
         rss = read_rss()
         if rss is not None:
             samples.append((round(time.monotonic() - started, 1), round(rss, 1)))
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)
-        except asyncio.TimeoutError:
-            pass
     return samples

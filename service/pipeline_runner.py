@@ -78,11 +78,11 @@ def _check_acyclic(deps: dict[str, list[str]]) -> None:
         if state.get(name) == "done":
             return
         if state.get(name) == "visiting":
-            cycle = path[path.index(name) :] + [name]
+            cycle = [*path[path.index(name):], name]
             raise InvalidRequest(f"the steps form a cycle: {' -> '.join(cycle)}")
         state[name] = "visiting"
         for ref in deps[name]:
-            visit(ref, path + [name])
+            visit(ref, [*path, name])
         state[name] = "done"
 
     for name in deps:

@@ -45,8 +45,8 @@ def test_demo_adapters_for_another_base_model_are_skipped(tmp_path, tiny_base, c
     demo.mkdir(parents=True)
     (demo / "adapter_config.json").write_text(json.dumps({"peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM",
                                                           "num_virtual_tokens": 2}))
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     save_file({"prompt_embeddings": torch.ones(2, 7)}, str(demo / "adapter_model.safetensors"))
     settings = Settings(adapters_dir=tmp_path / "store", demo_adapters_dir=tmp_path / "demo")

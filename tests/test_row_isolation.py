@@ -9,9 +9,8 @@ import dataclasses
 import pytest
 import torch
 
-from service.engine import SamplingParams
+from service.engine import SamplingParams, sampling
 from service.engine import rows as row_state
-from service.engine import sampling
 from service.engine.deltas.prompt import VirtualTokens
 from service.errors import NonFiniteLogits, RowFailed
 from tests.test_static_decode import static_engine  # noqa: F401  (a fixture)

@@ -19,8 +19,10 @@ from peft import PeftConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
 
 from service.config import Settings
-from service.peft_format import METADATA_FILE  # prompt_template and description, read when the service installs the demo
 from service.engine.base_model import prepare_base_model
+from service.peft_format import (
+    METADATA_FILE,  # prompt_template and description, read when the service installs the demo
+)
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 
@@ -55,7 +57,7 @@ def _batch(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str
     width = max(len(ids) for ids, _ in examples)
     # Right padding: real tokens keep positions 0.., as they have when the prompt is served alone.
     ids = torch.tensor([i + [pad_id] * (width - len(i)) for i, _ in examples])
-    labels = torch.tensor([l + [-100] * (width - len(l)) for _, l in examples])
+    labels = torch.tensor([target + [-100] * (width - len(target)) for _, target in examples])
     mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in examples])
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 

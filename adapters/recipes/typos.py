@@ -116,7 +116,7 @@ def _apply(text: str, op: str, rng: random.Random) -> str | None:
         if not pairs:
             return None
         i = rng.choice(pairs)
-        return " ".join(tokens[:i] + [tokens[i] + tokens[i + 1]] + tokens[i + 2:])
+        return " ".join([*tokens[:i], tokens[i] + tokens[i + 1], *tokens[i + 2:]])
     if op == "space_before_mark":
         if len(text) < 2 or text[-1] not in "?." or text[-2] == " ":
             return None

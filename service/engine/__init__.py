@@ -3,13 +3,13 @@
 from service.engine.base_model import FrozenBase, load_base_model, prepare_base_model
 from service.engine.deltas import CompiledDelta, compile_adapter
 from service.engine.engine import Engine
-from service.engine.sampling import SamplingParams
 from service.engine.rows import GenerationResult
+from service.engine.sampling import SamplingParams
 
 __all__ = [
-    "FrozenBase",
     "CompiledDelta",
     "Engine",
+    "FrozenBase",
     "GenerationResult",
     "SamplingParams",
     "compile_adapter",

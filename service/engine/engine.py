@@ -12,8 +12,8 @@ import torch
 from service.engine.adapter_cache import AdapterCache
 from service.engine.base_model import FrozenBase
 from service.engine.batch import RowRequest
-from service.engine.deltas import CompiledDelta, compile_adapter, compile_directory
 from service.engine.decode_loop import EngineStats, RunningBatch, generate_batch
+from service.engine.deltas import CompiledDelta, compile_adapter, compile_directory
 from service.engine.fair_lock import FairLock
 from service.engine.module_hooks import ModuleHooks
 from service.engine.rows import GenerationResult

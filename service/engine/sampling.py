@@ -32,7 +32,7 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         # The API validates these first (422 naming the field); this guards every other caller.
-        if not 1 <= self.max_new_tokens:
+        if not self.max_new_tokens >= 1:
             raise ValueError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
         if not 0.0 <= self.temperature < float("inf"):
             raise ValueError(f"temperature must be finite and at least 0, not {self.temperature}")

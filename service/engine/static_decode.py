@@ -34,7 +34,7 @@ def _buckets(largest: int, smallest: int) -> list[int]:
     while size < largest:
         sizes.append(size)
         size *= 2
-    return sizes + [largest]
+    return [*sizes, largest]
 
 
 def _bucket(n: int, sizes: list[int]) -> int:

@@ -1,6 +1,14 @@
 """The on-disk adapter store: validated uploads, versioned adapter folders, pipeline documents."""
 
-from service.store.adapter_store import AdapterStore, Inspection, Inspector, OnPublish, PutResult, StagedAdapter, check_prompt_template
+from service.store.adapter_store import (
+    AdapterStore,
+    Inspection,
+    Inspector,
+    OnPublish,
+    PutResult,
+    StagedAdapter,
+    check_prompt_template,
+)
 from service.store.names import NAME_RULE, is_valid_name, validate_name
 from service.store.pipeline_documents import PipelineDocuments
 from service.store.records import AdapterRecord
@@ -27,14 +35,14 @@ __all__ = [
     "AdapterStore",
     "Inspection",
     "Inspector",
-    "OnPublish",
-    "StagedAdapter",
-    "check_prompt_template",
     "LocalVersionStorage",
+    "OnPublish",
     "PipelineDocuments",
     "PutResult",
+    "StagedAdapter",
     "StagedSummary",
     "VersionStorage",
+    "check_prompt_template",
     "check_staged",
     "count_parameters",
     "is_valid_name",

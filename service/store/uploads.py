@@ -181,7 +181,7 @@ def _unpack_zip(body: BinaryIO, dest: Path, max_bytes: int) -> None:
 def _unpack_tar_gz(body: BinaryIO, dest: Path, max_bytes: int) -> None:
     reading = _corrupt_archive("tar.gz", _TAR_READ_ERRORS)
     with reading:
-        archive = tarfile.open(fileobj=body, mode="r:gz")
+        archive = tarfile.open(fileobj=body, mode="r:gz")  # noqa: SIM115 (opened inside the error guard)
     with archive:
         members: list[_Member] = []
         declared = 0

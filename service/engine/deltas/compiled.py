@@ -75,10 +75,11 @@ class PromptDelta(ABC):
     virtual_tokens: int = 0  # embeddings prepended to the row's token embeddings
     prefix_length: int = 0  # key/value entries prepended to the row's cache in every layer
 
-    def write_embeddings(self, out: torch.Tensor) -> None:
+    def write_embeddings(self, out: torch.Tensor) -> None:  # noqa: B027 (a kind with no virtual tokens needs none)
         """Fill `out` [virtual_tokens, hidden] (a view into the batch's input embeddings)."""
 
-    def write_prefix(self, keys: list[torch.Tensor], values: list[torch.Tensor], row: int, start: int) -> None:
+    def write_prefix(self, keys: list[torch.Tensor], values: list[torch.Tensor], row: int,  # noqa: B027
+                     start: int) -> None:
         """Fill row `row` of the per-layer caches [batch, kv_heads, P, head_dim] from column `start` on."""
 
     @abstractmethod
