@@ -106,3 +106,106 @@ def test_a_stop_string_across_token_boundaries_is_never_partly_streamed(engine, 
         ((deltas, result),) = asyncio.run(_stream_all(engine, [("lora", TEXTS[0], params)]))
         assert result.finish_reason == "stop"
         assert "".join(d.text for d in deltas) == result.text == free.text[: free.text.find(stop)]
+
+
+# -- over HTTP: Server-Sent Events ------------------------------------------------------------------------------
+
+
+def parse_sse(raw: str) -> list[tuple[str | None, object]]:
+    import json
+
+    events = []
+    for block in raw.strip().split("\n\n"):
+        name, data = None, None
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                name = line[len("event: "):]
+            elif line.startswith("data: "):
+                data = json.loads(line[len("data: "):])
+        events.append((name, data))
+    return events
+
+
+@pytest.fixture
+def http_service(tmp_path, tiny_base, adapter_dirs):
+    import httpx
+
+    from service.config import Settings
+    from service.main import create_app
+    from tests.http_server import serve
+    from tests.test_api import multipart
+
+    settings = Settings(adapters_dir=tmp_path / "store", load_demo_adapters=False, max_batch_wait_ms=20)
+    app = create_app(settings, base=tiny_base)
+    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        for kind in KINDS:
+            assert client.put(f"/adapters/{kind.replace('_', '-')}", **multipart(adapter_dirs[kind])).status_code == 201
+        yield app, url, client
+
+
+def test_generate_streams_events_that_add_up_to_the_plain_answer(http_service):
+    import asyncio as aio
+
+    import httpx
+
+    app, url, client = http_service
+    bodies = [{"adapter": kind.replace("_", "-"), "texts": TEXTS[:2], "max_new_tokens": 12, "stop": [" is "]}
+              for kind in KINDS]
+
+    async def all_streams():  # every kind streamed at once: one mixed batch
+        async with httpx.AsyncClient(base_url=url, timeout=60) as aclient:
+            responses = await aio.gather(*(aclient.post("/generate", json={**b, "stream": True}) for b in bodies))
+            return [(r.status_code, r.headers["content-type"], r.text) for r in responses]
+
+    for body, (status, content_type, raw) in zip(bodies, aio.run(all_streams())):
+        assert status == 200 and content_type.startswith("text/event-stream")
+        plain = client.post("/generate", json=body).json()["outputs"]
+        events = parse_sse(raw)
+        assert events[-1] == ("done", {"adapter": body["adapter"]})
+        for index, expected in enumerate(plain):
+            pieces = "".join(d["text"] for name, d in events if name == "token" and d["index"] == index)
+            (end,) = [d for name, d in events if name == "end" and d["index"] == index]
+            assert pieces == end["text"] == expected["text"], body["adapter"]
+            assert end == {"index": index, **expected}
+
+
+def test_a_stream_that_cannot_start_is_a_plain_error(http_service):
+    _, _, client = http_service
+    missing = client.post("/generate", json={"adapter": "nope", "text": "Paris", "stream": True})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "adapter_not_found"
+
+
+def test_pipelines_stream_each_step_then_the_last_steps_text(http_service):
+    _, _, client = http_service
+    steps = [{"name": "a", "adapter": "lora", "max_new_tokens": 6},
+             {"name": "b", "adapter": "prefix-tuning", "input": "{a} and {text}", "max_new_tokens": 8}]
+    plain = client.post("/pipeline", json={"text": TEXTS[0], "steps": steps}).json()
+    events = parse_sse(client.post("/pipeline", json={"text": TEXTS[0], "steps": steps, "stream": True}).text)
+    names = [name for name, _ in events]
+    assert names[0] == "step" and names[-1] == "done" and names.count("step") == 2
+    assert names.index("token") > names.index("step")  # step a completes before b's text streams
+    assert "".join(d["text"] for name, d in events if name == "token") == plain["outputs"]["b"]
+    done = events[-1][1]
+    assert done["outputs"] == plain["outputs"]
+    assert [s["output"] for s in done["steps"]] == [s["output"] for s in plain["steps"]]
+
+
+def test_a_client_that_leaves_a_stream_frees_its_row(http_service, monkeypatch):
+    import time
+
+    import httpx
+
+    from service.engine.decode_loop import RunningBatch
+
+    app, url, client = http_service
+    step = RunningBatch.step
+    monkeypatch.setattr(RunningBatch, "step", lambda batch: (time.sleep(0.01), step(batch))[1])
+    body = {"text": "The quick brown fox jumps over the lazy", "max_new_tokens": 190, "stream": True}
+    with httpx.stream("POST", f"{url}/generate", json=body, timeout=60) as response:
+        for _ in response.iter_lines():
+            break  # the first event arrived; now the client goes away
+    stats = app.state.deltaserve.engine.stats
+    deadline = time.monotonic() + 20
+    while stats.cancelled_rows == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stats.cancelled_rows == 1 and stats.generated_tokens < 190

@@ -36,6 +36,14 @@ ERROR_RESPONSES: dict[int | str, dict] = {
 _HTTP_CODES = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
+def error_body(exc: BaseException) -> dict:
+    """The error shape for an exception met after a streamed answer started (its status is sent already)."""
+    if isinstance(exc, DeltaServeError):
+        return {"error": {"code": exc.code, "message": exc.message}}
+    log.error("unhandled error in a stream", exc_info=exc)
+    return {"error": {"code": "internal_error", "message": "the server failed to finish this stream; see its log"}}
+
+
 def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 

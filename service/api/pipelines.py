@@ -7,7 +7,9 @@ from fastapi import APIRouter, Request, Response
 from service.api.deps import AdminAccess, InferenceAccess, ReadAccess, State
 from service.api.disconnect import unless_disconnected
 from service.api.errors import ERROR_RESPONSES
-from service.pipeline_runner import check_definition, run_pipeline
+from service.api.errors import error_body
+from service.api.sse import sse_event, start_stream
+from service.pipeline_runner import check_definition, run_pipeline, stream_pipeline
 from service.schemas.pipelines import (
     PipelineDefinition,
     PipelineList,
@@ -20,11 +22,22 @@ from service.store import validate_name
 
 router = APIRouter(tags=["pipelines"])
 
+STREAM_DOC = """With `"stream": true` the answer is Server-Sent Events: `event: step` (a step's record, as in `steps`, when
+it completes), `event: token` `{"step", "text"}` (the last step's text as it is generated), then `event: done` (the
+whole result, as a non-streamed run answers it); an error after the first event comes as `event: error`."""
+
+
+async def _answer(state, http: Request, text: str, steps: list, stream: bool):
+    if not stream:
+        return await unless_disconnected(http, run_pipeline(state.inference, text, steps))
+    events = (sse_event(event.data, event.kind) async for event in stream_pipeline(state.inference, text, steps))
+    return await unless_disconnected(http, start_stream(events, lambda exc: sse_event(error_body(exc), "error")))
+
 
 @router.post("/pipeline", response_model=PipelineResult, responses=ERROR_RESPONSES, dependencies=[InferenceAccess],
-             summary="Run steps, each with its own adapter, over one input")
+             summary="Run steps, each with its own adapter, over one input", description=STREAM_DOC)
 async def post_pipeline(request: RunPipelineRequest, state: State, http: Request):
-    return await unless_disconnected(http, run_pipeline(state.inference, request.text, request.steps))
+    return await _answer(state, http, request.text, request.steps, request.stream)
 
 
 def _load(state, name: str) -> PipelineDefinition:
@@ -68,6 +81,6 @@ async def delete_pipeline(name: str, state: State) -> Response:
 
 
 @router.post("/pipelines/{name}", response_model=PipelineResult, responses=ERROR_RESPONSES,
-             dependencies=[InferenceAccess], summary="Run a named pipeline on one input")
+             dependencies=[InferenceAccess], summary="Run a named pipeline on one input", description=STREAM_DOC)
 async def run_named_pipeline(name: str, request: RunNamedPipelineRequest, state: State, http: Request):
-    return await unless_disconnected(http, run_pipeline(state.inference, request.text, _load(state, name).steps))
+    return await _answer(state, http, request.text, _load(state, name).steps, request.stream)

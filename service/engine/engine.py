@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -103,17 +104,25 @@ class Engine:
         return self.adapters.names()
 
     # -- generation -------------------------------------------------------------------------------
-    def tokenize(self, text: str) -> list[int]:
-        # The tokenizer's defaults, exactly what a PEFT user's `tokenizer(text)` gives.
-        return self.base.tokenizer(text)["input_ids"]
+    def tokenize(self, text: str, special_tokens: bool = True) -> list[int]:
+        # By default the tokenizer's defaults, exactly what a PEFT user's `tokenizer(text)` gives; a text made by
+        # the chat template carries its special tokens already (special_tokens=False adds none).
+        return self.base.tokenizer(text, add_special_tokens=special_tokens)["input_ids"]
 
     def make_row(self, text: str, delta: CompiledDelta | None, params: SamplingParams,
-                 deadline: float | None = None, adapter: str | None = None) -> RowRequest:
-        prompt_ids = self.tokenize(text)
+                 deadline: float | None = None, adapter: str | None = None, *, special_tokens: bool = True,
+                 fit_new_tokens: bool = False) -> RowRequest:
+        """One row; `fit_new_tokens`: lower max_new_tokens to what fits beside the prompt (a default, not a
+        request's own number, which is refused when it does not fit)."""
+        prompt_ids = self.tokenize(text, special_tokens)
         row = RowRequest(prompt_ids=prompt_ids, delta=delta, params=params, deadline=deadline, adapter=adapter)
         extra = row.extra_tokens
         if not prompt_ids and not extra:
             raise InvalidRequest("the text is empty after tokenization")
+        room = self.max_tokens_per_row - len(prompt_ids) - extra
+        if fit_new_tokens and 0 < room < params.max_new_tokens:
+            params = dataclasses.replace(params, max_new_tokens=room)
+            row.params = params
         total = len(prompt_ids) + extra + params.max_new_tokens
         if total > self.max_tokens_per_row:
             if self.max_tokens_per_row < self.base.max_positions:

@@ -53,6 +53,7 @@ class GenerateRequest(GenerationParams):
     adapter: str | None = Field(None, max_length=64, description="Adapter name; null for the base model alone")
     text: str | None = Field(None, description="One input (give `text` or `texts`)")
     texts: list[str] | None = Field(None, min_length=1, max_length=MAX_TEXTS, description="Several inputs, one row each")
+    stream: bool = Field(False, description="Answer with Server-Sent Events as tokens are produced")
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerateRequest:

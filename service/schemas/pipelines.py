@@ -33,16 +33,21 @@ EXAMPLE = {
 }
 
 
+STREAM_FIELD = Field(False, description="Answer with Server-Sent Events: each step as it completes, the last step's text")
+
+
 class RunPipelineRequest(PipelineDefinition):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
 
     text: str
+    stream: bool = STREAM_FIELD
 
 
 class RunNamedPipelineRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str
+    stream: bool = STREAM_FIELD
 
 
 class StepResult(BaseModel):
