@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from service import __version__
 from service.admission import Admission
-from service.api import adapters, generate, health, pipelines, stats
+from service.api import adapters, generate, health, openai, pipelines, stats
 from service.api.body_limits import BodyLimits
 from service.api.errors import UnexpectedErrors, install_error_handlers
 from service.config import Settings
@@ -42,6 +42,6 @@ def create_app(settings: Settings | None = None, *, base: FrozenBase | None = No
     install_error_handlers(app)
     app.add_middleware(UnexpectedErrors)  # innermost: inside it, errors become answers; outside, bodies are bounded
     app.add_middleware(BodyLimits, settings=settings)
-    for module in (health, generate, adapters, pipelines, stats):
+    for module in (health, generate, adapters, pipelines, stats, openai):
         app.include_router(module.router)
     return app
