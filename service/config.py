@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     keep_alive_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after this")
     shutdown_grace_s: float = Field(30.0, ge=0, description="on SIGTERM: new requests get 503, running ones get this long to finish")
 
+    # -- observability ------------------------------------------------------------------------------
+    metrics_adapter_labels: int = Field(
+        64, ge=0, description="adapters named in /metrics labels (the first seen); the rest share the label _other")
+
     # -- access -------------------------------------------------------------------------------------
     admin_key: str | None = Field(None, description="bearer key every write needs (env only)")
     api_keys: Annotated[list[str], NoDecode] = Field(

@@ -9,11 +9,12 @@ from fastapi import FastAPI
 
 from service import __version__
 from service.admission import Admission
-from service.api import adapters, generate, health, openai, pipelines, stats
+from service.api import adapters, generate, health, metrics, openai, pipelines, stats
 from service.api.body_limits import BodyLimits
 from service.api.errors import UnexpectedErrors, install_error_handlers
 from service.config import Settings
 from service.engine.base_model import FrozenBase
+from service.metrics import Metrics, RequestMetrics
 from service.state import build_state
 
 DESCRIPTION = """One frozen base model, many PEFT deltas (LoRA, IA3, prompt tuning, P-tuning, prefix tuning)
@@ -25,10 +26,12 @@ def create_app(settings: Settings | None = None, *, base: FrozenBase | None = No
     settings = settings or Settings()
     # Made with the app, not in its lifespan: a launcher may start draining (SIGTERM) at any time.
     admission = Admission(max_requests=settings.max_concurrent_requests, max_tokens=settings.max_queued_tokens)
+    service_metrics = Metrics(settings.metrics_adapter_labels)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state = await asyncio.to_thread(build_state, settings, admission, base)
+        state = await asyncio.to_thread(build_state, settings, admission, base, service_metrics)
+        service_metrics.watch(state)
         state.batcher.start()
         app.state.deltaserve = state
         try:
@@ -39,9 +42,11 @@ def create_app(settings: Settings | None = None, *, base: FrozenBase | None = No
 
     app = FastAPI(title="DeltaServe", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.admission = admission
+    app.state.metrics = service_metrics
     install_error_handlers(app)
     app.add_middleware(UnexpectedErrors)  # innermost: inside it, errors become answers; outside, bodies are bounded
     app.add_middleware(BodyLimits, settings=settings)
-    for module in (health, generate, adapters, pipelines, stats, openai):
+    app.add_middleware(RequestMetrics, metrics=service_metrics)  # outermost: it counts refused bodies too
+    for module in (health, generate, adapters, pipelines, stats, metrics, openai):
         app.include_router(module.router)
     return app

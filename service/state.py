@@ -8,7 +8,7 @@ from service.admission import Admission
 from service.config import Settings
 from service.engine import Engine
 from service.engine.base_model import FrozenBase, load_base_model
-from service.engine.batcher import Batcher
+from service.engine.batcher import BatchObserver, Batcher
 from service.inference import Inference
 from service.registry import AdapterRegistry
 from service.store import AdapterStore
@@ -25,7 +25,8 @@ class ServiceState:
     admission: Admission
 
 
-def build_state(settings: Settings, admission: Admission, base: FrozenBase | None = None) -> ServiceState:
+def build_state(settings: Settings, admission: Admission, base: FrozenBase | None = None,
+                observer: BatchObserver | None = None) -> ServiceState:
     """Load the base model (unless one is given, as tests do), open the store, serve every stored adapter."""
     base = base or load_base_model(settings)
     engine = Engine(
@@ -48,6 +49,7 @@ def build_state(settings: Settings, admission: Admission, base: FrozenBase | Non
         max_batch_size=settings.max_batch_size,
         max_batch_wait_ms=settings.max_batch_wait_ms,
         mixed_batches=settings.mixed_batches,
+        observer=observer,
     )
     inference = Inference(settings, registry, engine, batcher, admission)
     return ServiceState(settings=settings, engine=engine, batcher=batcher, store=store, registry=registry,
