@@ -12,6 +12,7 @@ from service.admission import Admission
 from service.api import adapters, generate, health, metrics, openai, pipelines, stats
 from service.api.body_limits import BodyLimits
 from service.api.errors import UnexpectedErrors, install_error_handlers
+from service.api.openapi import install_openapi
 from service.config import Settings
 from service.engine.base_model import FrozenBase
 from service.metrics import Metrics, RequestMetrics
@@ -49,4 +50,5 @@ def create_app(settings: Settings | None = None, *, base: FrozenBase | None = No
     app.add_middleware(RequestMetrics, metrics=service_metrics)  # outermost: it counts refused bodies too
     for module in (health, generate, adapters, pipelines, stats, metrics, openai):
         app.include_router(module.router)
+    install_openapi(app, settings)
     return app

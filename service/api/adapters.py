@@ -7,6 +7,7 @@ from starlette.datastructures import UploadFile
 
 from service.api.deps import AdminAccess, ReadAccess, State
 from service.api.errors import ERROR_RESPONSES
+from service.api.openapi import Name
 from service.errors import PayloadTooLarge, UploadError
 from service.schemas.adapters import AdapterList, AdapterRecordOut
 from service.store import validate_name
@@ -19,6 +20,19 @@ Either a multipart form with the files `adapter_config.json` and `adapter_model.
 `files`) plus optional fields `description` and `prompt_template`, or one `.zip` / `.tar.gz` archive as the
 request body, with `description` and `prompt_template` as query parameters. A `prompt_template` such as
 `"Human: {text}\\n\\nAssistant: "` is applied to this adapter's inputs. 201 when created, 200 when replaced."""
+
+
+_ARCHIVE = {"schema": {"type": "string", "format": "binary"}}
+# The route reads the raw request (to stream and bound it), so its body is described here.
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["files"], "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 2, "maxItems": 3,
+                  "description": "adapter_config.json and adapter_model.safetensors (README.md is accepted, not kept)"},
+        "description": {"type": "string"},
+        "prompt_template": {"type": "string", "description": "contains {text} exactly once"},
+    }}},
+    "application/zip": _ARCHIVE, "application/gzip": _ARCHIVE, "application/octet-stream": _ARCHIVE,
+}}}
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -58,8 +72,8 @@ async def _read_form(request: Request, limit: int) -> tuple[dict[str, bytes], di
 
 @router.put("/{name}", response_model=AdapterRecordOut, summary="Upload or replace an adapter",
             responses={200: {"model": AdapterRecordOut, "description": "Replaced"}, **ERROR_RESPONSES},
-            description=UPLOAD_DOC, dependencies=[AdminAccess], status_code=201)
-async def put_adapter(name: str, request: Request, response: Response, state: State,
+            description=UPLOAD_DOC, dependencies=[AdminAccess], status_code=201, openapi_extra=UPLOAD_BODY)
+async def put_adapter(name: Name, request: Request, response: Response, state: State,
                       description: str | None = None, prompt_template: str | None = None):
     validate_name(name)  # before reading a byte of the body
     limit = state.settings.max_upload_bytes
@@ -87,11 +101,13 @@ async def list_adapters(state: State):
 
 @router.get("/{name}", response_model=AdapterRecordOut, responses=ERROR_RESPONSES, dependencies=[ReadAccess],
             summary="One adapter's record")
-async def get_adapter(name: str, state: State):
+async def get_adapter(name: Name, state: State):
+    validate_name(name)
     return state.registry.record(name).to_dict()
 
 
 @router.delete("/{name}", status_code=204, responses=ERROR_RESPONSES, dependencies=[AdminAccess], summary="Delete an adapter")
-async def delete_adapter(name: str, state: State) -> Response:
+async def delete_adapter(name: Name, state: State) -> Response:
+    validate_name(name)
     await asyncio.to_thread(state.registry.delete, name)  # requests already queued finish on the version they hold
     return Response(status_code=204)

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import error_response
+from service.api.errors import OPENAI_PREFIX, error_response
 from service.config import Settings
 from service.errors import DeltaServeError, PayloadTooLarge, RequestTimeout
 
@@ -54,7 +54,7 @@ class BodyLimits:
             f"the request body is larger than the {limit} bytes allowed (DELTASERVE_MAX_REQUEST_BYTES)"))
         declared = _declared_length(scope)
         if declared is not None and declared > limit:
-            await self._refuse(send, too_large)
+            await self._refuse(send, too_large, scope["path"])
             return
         if upload:  # streamed by the route: count and time it as it goes
             await self.app(scope, _counting(receive, limit, too_large, self.timeout), send)
@@ -62,7 +62,7 @@ class BodyLimits:
         try:
             body, rest = await self._read_all(receive, limit, too_large)
         except DeltaServeError as exc:
-            await self._refuse(send, exc)
+            await self._refuse(send, exc, scope["path"])
             return
         if body is None:  # the client went away while sending
             return
@@ -83,8 +83,9 @@ class BodyLimits:
                 return b"".join(chunks), receive
 
     @staticmethod
-    async def _refuse(send: Send, error: DeltaServeError) -> None:
-        response = error_response(error.status, error.code, error.message, {"Connection": "close"})
+    async def _refuse(send: Send, error: DeltaServeError, path: str) -> None:
+        response = error_response(error.status, error.code, error.message, {"Connection": "close"},
+                                  openai=path.startswith(OPENAI_PREFIX))
         await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})
 

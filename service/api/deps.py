@@ -11,7 +11,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from service.errors import EngineUnavailable, Forbidden, Unauthorized
 from service.state import ServiceState
 
-_bearer = HTTPBearer(auto_error=False)
+# One bearer scheme per access level, so the OpenAPI document can say which operations need which key, and
+# drop the levels no key is configured for (service/api/openapi.py).
+ADMIN_SCHEME, API_SCHEME, READ_SCHEME = "AdminKey", "ApiKey", "ReadKey"
+_admin_bearer = HTTPBearer(auto_error=False, scheme_name=ADMIN_SCHEME, description="DELTASERVE_ADMIN_KEY")
+_api_bearer = HTTPBearer(auto_error=False, scheme_name=API_SCHEME, description="one of DELTASERVE_API_KEYS")
+_read_bearer = HTTPBearer(auto_error=False, scheme_name=READ_SCHEME,
+                          description="one of DELTASERVE_API_KEYS or the admin key (none with DELTASERVE_PUBLIC_METADATA)")
 
 
 def get_state(request: Request) -> ServiceState:
@@ -22,7 +28,9 @@ def get_state(request: Request) -> ServiceState:
 
 
 State = Annotated[ServiceState, Depends(get_state)]
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+AdminCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)]
+ApiCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_api_bearer)]
+ReadCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_read_bearer)]
 
 
 def _check(credentials: HTTPAuthorizationCredentials | None, accepted: list[str], what: str) -> None:
@@ -34,15 +42,15 @@ def _check(credentials: HTTPAuthorizationCredentials | None, accepted: list[str]
         raise Forbidden(f"the bearer token is not {what}")
 
 
-def require_admin(state: State, credentials: Credentials) -> None:
+def require_admin(state: State, credentials: AdminCredentials) -> None:
     _check(credentials, [state.settings.admin_key] if state.settings.admin_key else [], "the admin key")
 
 
-def require_api_key(state: State, credentials: Credentials) -> None:
+def require_api_key(state: State, credentials: ApiCredentials) -> None:
     _check(credentials, state.settings.api_keys, "an API key")
 
 
-def require_reader(state: State, credentials: Credentials) -> None:
+def require_reader(state: State, credentials: ReadCredentials) -> None:
     """Listing adapters and pipelines and reading /stats: an API key (or the admin key) unless
     DELTASERVE_PUBLIC_METADATA opens them."""
     if state.settings.public_metadata:

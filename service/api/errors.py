@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.openapi import allowed_methods
 from service.errors import DeltaServeError
 from service.schemas.errors import ErrorResponse
 
@@ -44,8 +45,18 @@ def error_body(exc: BaseException) -> dict:
     return {"error": {"code": "internal_error", "message": "the server failed to finish this stream; see its log"}}
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+OPENAI_PREFIX = "/v1/"  # the OpenAI protocol's routes answer errors in its own shape
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None, *,
+                   openai: bool = False, param: str | None = None) -> JSONResponse:
+    if openai:
+        kind = _OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+        body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    else:
+        body = {"error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _describe(errors: list[dict]) -> str:
@@ -71,7 +82,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))  # e.g. Allow on 405
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods; the document, all
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+        return error_response(exc.status_code, code, str(exc.detail), headers or None)
 
     # Unexpected errors are caught by `UnexpectedErrors` (a middleware), not by an exception handler for
     # Exception: Starlette runs that one outermost and re-raises after answering, and uvicorn then closes the

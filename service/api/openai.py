@@ -20,9 +20,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.deps import InferenceAccess, ReadAccess, State
 from service.api.disconnect import unless_disconnected
+from service.api.errors import error_response
 from service.api.sse import sse_event, start_stream
 from service.chat import chat_prompt, last_user_message
 from service.engine import GenerationResult, SamplingParams
@@ -31,19 +33,13 @@ from service.engine.rows import StreamDelta
 from service.engine.sampling import TokenLogprob
 from service.errors import AdapterNotFound, DeltaServeError
 from service.inference import RowOptions
-from service.schemas.openai import ChatCompletionRequest, CompletionRequest, _Sampling
+from service.schemas.openai import ChatCompletionRequest, CompletionRequest, OpenAIError, _Sampling
 from service.state import ServiceState
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "timeout": "length"}  # OpenAI has no "timeout"
-_TYPES = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error",
-          429: "rate_limit_error", 503: "server_error"}
-
-
 def openai_error(status: int, message: str, code: str | None, param: str | None = None,
                  headers: dict | None = None) -> JSONResponse:
-    kind = _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return error_response(status, code or "error", message, headers, openai=True, param=param)
 
 
 class OpenAIRoute(APIRoute):
@@ -59,6 +55,9 @@ class OpenAIRoute(APIRoute):
                 code = "model_not_found" if isinstance(exc, AdapterNotFound) else exc.code
                 headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
                 return openai_error(exc.status, exc.message, code, headers=headers)
+            except StarletteHTTPException as exc:  # e.g. a body that is not JSON
+                code = {400: "invalid_body", 404: "not_found"}.get(exc.status_code, "http_error")
+                return openai_error(exc.status_code, str(exc.detail), code)
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {}
                 where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
@@ -68,7 +67,17 @@ class OpenAIRoute(APIRoute):
         return route
 
 
-router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
+OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": OpenAIError, "description": description} for status, description in {
+        400: "The request does not follow the protocol (OpenAI answers 400 where the native routes answer 422)",
+        401: "A key is needed", 403: "The key is wrong", 404: "No such model", 413: "The body is too large",
+        422: "A value past a server limit", 429: "Too much work is queued; retry after Retry-After seconds",
+        500: "The request failed in the model", 503: "Starting, shutting down, or past its deadline in the queue",
+    }.items()
+}
+STREAMED = {200: {"content": {"text/event-stream": {}}, "description": "JSON, or events when `stream` is true"}}
+
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute, responses=OPENAI_ERRORS)
 
 
 def _model(state: ServiceState, name: str) -> str | None:
@@ -167,7 +176,8 @@ def _usage(results: list[GenerationResult], choices_per_prompt: int) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-@router.post("/completions", dependencies=[InferenceAccess], summary="OpenAI completions (stream: SSE)")
+@router.post("/completions", dependencies=[InferenceAccess], responses=STREAMED,
+             summary="OpenAI completions (stream: SSE)")
 async def completions(request: CompletionRequest, state: State, http: Request):
     adapter = _model(state, request.model)
     http.state.adapter = adapter
@@ -210,7 +220,8 @@ async def _completion_events(stream: AsyncIterator, head: dict, tokens: _Tokens,
     yield sse_event("[DONE]")
 
 
-@router.post("/chat/completions", dependencies=[InferenceAccess], summary="OpenAI chat completions (stream: SSE)")
+@router.post("/chat/completions", dependencies=[InferenceAccess], responses=STREAMED,
+             summary="OpenAI chat completions (stream: SSE)")
 async def chat_completions(request: ChatCompletionRequest, state: State, http: Request):
     adapter = _model(state, request.model)
     http.state.adapter = adapter

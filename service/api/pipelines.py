@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 from service.api.deps import AdminAccess, InferenceAccess, ReadAccess, State
 from service.api.disconnect import unless_disconnected
 from service.api.errors import ERROR_RESPONSES
+from service.api.openapi import Name
 from service.api.errors import error_body
 from service.api.sse import sse_event, start_stream
 from service.pipeline_runner import check_definition, run_pipeline, stream_pipeline
@@ -34,7 +35,10 @@ async def _answer(state, http: Request, text: str, steps: list, stream: bool):
     return await unless_disconnected(http, start_stream(events, lambda exc: sse_event(error_body(exc), "error")))
 
 
-@router.post("/pipeline", response_model=PipelineResult, responses=ERROR_RESPONSES, dependencies=[InferenceAccess],
+STREAMED = {200: {"content": {"text/event-stream": {}}, "description": "JSON, or events when streamed"}}
+
+
+@router.post("/pipeline", response_model=PipelineResult, responses={**ERROR_RESPONSES, **STREAMED}, dependencies=[InferenceAccess],
              summary="Run steps, each with its own adapter, over one input", description=STREAM_DOC)
 async def post_pipeline(request: RunPipelineRequest, state: State, http: Request):
     return await _answer(state, http, request.text, request.steps, request.stream)
@@ -47,7 +51,7 @@ def _load(state, name: str) -> PipelineDefinition:
 @router.put("/pipelines/{name}", response_model=StoredPipeline, dependencies=[AdminAccess], status_code=201,
             responses={200: {"model": StoredPipeline, "description": "Replaced"}, **ERROR_RESPONSES},
             summary="Store a named pipeline (201 created, 200 replaced)")
-async def put_pipeline(name: str, definition: PipelineDefinition, state: State, response: Response):
+async def put_pipeline(name: Name, definition: PipelineDefinition, state: State, response: Response):
     validate_name(name)
     check_definition(definition.steps, state.settings)  # adapters are checked when it runs: they may come later
     document = definition.model_dump(exclude_defaults=True)
@@ -69,18 +73,21 @@ async def list_pipelines(state: State):
 
 @router.get("/pipelines/{name}", response_model=StoredPipeline, responses=ERROR_RESPONSES, dependencies=[ReadAccess],
             summary="One named pipeline")
-async def get_pipeline(name: str, state: State):
+async def get_pipeline(name: Name, state: State):
+    validate_name(name)
     return {"name": name, **_load(state, name).model_dump()}
 
 
 @router.delete("/pipelines/{name}", status_code=204, responses=ERROR_RESPONSES, dependencies=[AdminAccess],
                summary="Delete a named pipeline")
-async def delete_pipeline(name: str, state: State) -> Response:
+async def delete_pipeline(name: Name, state: State) -> Response:
+    validate_name(name)
     await asyncio.to_thread(state.store.delete_pipeline, name)
     return Response(status_code=204)
 
 
-@router.post("/pipelines/{name}", response_model=PipelineResult, responses=ERROR_RESPONSES,
+@router.post("/pipelines/{name}", response_model=PipelineResult, responses={**ERROR_RESPONSES, **STREAMED},
              dependencies=[InferenceAccess], summary="Run a named pipeline on one input", description=STREAM_DOC)
-async def run_named_pipeline(name: str, request: RunNamedPipelineRequest, state: State, http: Request):
+async def run_named_pipeline(name: Name, request: RunNamedPipelineRequest, state: State, http: Request):
+    validate_name(name)
     return await _answer(state, http, request.text, _load(state, name).steps, request.stream)

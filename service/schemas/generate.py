@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from service.engine import GenerationResult, SamplingParams
 from service.engine.sampling import MAX_SEED
@@ -12,6 +13,18 @@ from service.engine.sampling import MAX_SEED
 MAX_STOP_STRINGS = 16
 MAX_STOP_CHARS = 256
 MAX_TEXTS = 256
+
+
+def _a_number(value: object) -> object:
+    # JSON's numbers only: `true` is not 1 and "1" is not 1. An integral float (2.0) is an integer, as JSON
+    # Schema says, so integer fields accept it (pydantic refuses 2.5).
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_a_number)]
+Number = Annotated[float, BeforeValidator(_a_number)]
 StopString = Annotated[str, StringConstraints(max_length=MAX_STOP_CHARS)]
 StopStrings = Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)]
 
@@ -19,12 +32,12 @@ StopStrings = Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)]
 class GenerationParams(BaseModel):
     """Generation parameters shared by /generate and pipeline steps. Numbers are strict: `true` is not 1."""
 
-    max_new_tokens: int = Field(64, ge=1, strict=True, description="Upper bound on generated tokens")
-    temperature: float = Field(0.0, ge=0.0, le=10.0, strict=True, allow_inf_nan=False,
-                               description="0 = greedy (token-for-token PEFT's greedy output)")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, strict=True, allow_inf_nan=False)
-    top_k: int = Field(0, ge=0, le=1_000_000, strict=True, description="0 = no top-k cut")
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, strict=True, description="Makes a sampled request reproducible")
+    max_new_tokens: Integer = Field(64, ge=1, description="Upper bound on generated tokens")
+    temperature: Number = Field(0.0, ge=0.0, le=10.0, allow_inf_nan=False,
+                                description="0 = greedy (token-for-token PEFT's greedy output)")
+    top_p: Number = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    top_k: Integer = Field(0, ge=0, le=1_000_000, description="0 = no top-k cut")
+    seed: Integer | None = Field(None, ge=0, le=MAX_SEED, description="Makes a sampled request reproducible")
     stop: StopStrings | StopString | None = Field(None, description="Stop strings; the text ends before the first one")
 
     def sampling(self) -> SamplingParams:
@@ -46,14 +59,26 @@ class GenerateRequest(GenerationParams):
             "examples": [
                 {"adapter": None, "text": "The capital of France is", "max_new_tokens": 16},
                 {"adapter": None, "texts": ["The capital of France is", "Water boils at"], "max_new_tokens": 8},
-            ]
+            ],
+            "oneOf": [{"required": ["text"]}, {"required": ["texts"]}],  # exactly one of the two
         },
     )
 
     adapter: str | None = Field(None, max_length=64, description="Adapter name; null for the base model alone")
-    text: str | None = Field(None, description="One input (give `text` or `texts`)")
-    texts: list[str] | None = Field(None, min_length=1, max_length=MAX_TEXTS, description="Several inputs, one row each")
-    stream: bool = Field(False, description="Answer with Server-Sent Events as tokens are produced")
+    # Not nullable (null is refused): the schema's oneOf says which one is present.
+    text: str | SkipJsonSchema[None] = Field(None, description="One input (give `text` or `texts`)")
+    texts: list[str] | SkipJsonSchema[None] = Field(
+        None, min_length=1, max_length=MAX_TEXTS, description="Several inputs, one row each")
+    stream: bool = Field(False, strict=True, description="Answer with Server-Sent Events as tokens are produced")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null_input(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for field in ("text", "texts"):
+                if field in data and data[field] is None:
+                    raise ValueError(f"'{field}' may not be null; leave it out")
+        return data
 
     @model_validator(mode="after")
     def _one_input(self) -> GenerateRequest:

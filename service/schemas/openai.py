@@ -9,31 +9,44 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.engine.sampling import MAX_SEED, MAX_TOP_LOGPROBS
-from service.schemas.generate import MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TEXTS
+from service.schemas.generate import MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TEXTS, Integer, Number
 
 StopString = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
 MAX_CHOICES = 16  # `n`: rows per prompt
 
 
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIError(BaseModel):
+    """The error shape on /v1 routes."""
+
+    error: OpenAIErrorBody
+
+
 class StreamOptions(BaseModel):
-    include_usage: bool = False
+    include_usage: bool = Field(False, strict=True)
 
 
 class _Sampling(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(max_length=200)
-    temperature: float = Field(1.0, ge=0.0, le=2.0, strict=True, allow_inf_nan=False)
-    top_p: float = Field(1.0, gt=0.0, le=1.0, strict=True, allow_inf_nan=False)
-    top_k: int = Field(-1, ge=-1, le=1_000_000, strict=True, description="vLLM's extra: -1 or 0 = no top-k cut")
-    n: int = Field(1, ge=1, le=MAX_CHOICES, strict=True)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, strict=True)
+    temperature: Number = Field(1.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: Number = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    top_k: Integer = Field(-1, ge=-1, le=1_000_000, description="vLLM's extra: -1 or 0 = no top-k cut")
+    n: Integer = Field(1, ge=1, le=MAX_CHOICES)
+    seed: Integer | None = Field(None, ge=0, le=MAX_SEED)
     stop: list[StopString] | StopString | None = None
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
     stream_options: StreamOptions | None = None
     user: str | None = None  # accepted and ignored, as the protocol allows
-    presence_penalty: float = Field(0.0, allow_inf_nan=False)
-    frequency_penalty: float = Field(0.0, allow_inf_nan=False)
+    presence_penalty: Number = Field(0.0, allow_inf_nan=False)
+    frequency_penalty: Number = Field(0.0, allow_inf_nan=False)
     logit_bias: dict[str, float] | None = None
 
     @model_validator(mode="after")
@@ -60,10 +73,10 @@ class _Sampling(BaseModel):
 class CompletionRequest(_Sampling):
     prompt: Annotated[list[str], Field(min_length=1, max_length=MAX_TEXTS)] | str = Field(
         description="A text or a list of texts (token-id prompts are not accepted)")
-    max_tokens: int | None = Field(16, ge=1, strict=True, description="OpenAI's default for completions: 16")
-    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS, strict=True)
-    echo: bool = False
-    best_of: int | None = Field(None, ge=1, strict=True)
+    max_tokens: Integer | None = Field(16, ge=1, description="OpenAI's default for completions: 16")
+    logprobs: Integer | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    echo: bool = Field(False, strict=True)
+    best_of: Integer | None = Field(None, ge=1)
     suffix: str | None = None
 
     @model_validator(mode="after")
@@ -102,11 +115,11 @@ class ChatMessage(BaseModel):
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
-    max_tokens: int | None = Field(None, ge=1, strict=True)
+    max_tokens: Integer | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(
         None, ge=1, strict=True, description="Default: as many as fit, up to DELTASERVE_MAX_NEW_TOKENS_LIMIT")
-    logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS, strict=True)
+    logprobs: bool = Field(False, strict=True)
+    top_logprobs: Integer | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     tools: list[Any] | None = None
     tool_choice: Any = None
     functions: list[Any] | None = None

@@ -33,7 +33,7 @@ EXAMPLE = {
 }
 
 
-STREAM_FIELD = Field(False, description="Answer with Server-Sent Events: each step as it completes, the last step's text")
+STREAM_FIELD = Field(False, strict=True, description="Answer with Server-Sent Events: each step as it completes, the last step's text")
 
 
 class RunPipelineRequest(PipelineDefinition):
