@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: serve test install clean
+.PHONY: serve test mutation-check install clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# Breaks the engine slightly, one mutation at a time, and fails unless the equality tests catch every one
+# (tests/mutation_check.py; about ten minutes on 2 CPU cores).
+mutation-check: $(VENV)/.installed
+	$(BIN)/python -m tests.mutation_check
 
 clean:
 	rm -rf $(VENV)
