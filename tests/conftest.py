@@ -11,6 +11,7 @@ import pytest
 from service.engine import Engine
 from service.engine.base_model import wrap_base_model
 from tests.factory import adapter_configs, build_tiny_model, build_tokenizer, save_adapter
+from tests.peft_reference import PeftOracle
 
 warnings.filterwarnings("ignore", message=".*[Pp]osition ids.*")
 
@@ -27,6 +28,12 @@ def tokenizer():
 def tiny_model(tokenizer):
     """The reference copy of the tiny base model; tests must not modify it (PEFT copies it)."""
     return build_tiny_model(len(tokenizer))
+
+
+@pytest.fixture(scope="session")
+def vocab_size(tiny_model) -> int:
+    """Ask the engine for this many log-probabilities per step to get the whole distribution."""
+    return tiny_model.config.vocab_size
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +58,9 @@ def engine(tiny_base, adapter_dirs) -> Engine:
     for kind, directory in adapter_dirs.items():
         engine.load(kind, directory)
     return engine
+
+
+@pytest.fixture(scope="session")
+def peft_oracle(tiny_model, tokenizer, adapter_dirs) -> PeftOracle:
+    """PEFT's greedy tokens and log-probabilities for one prompt alone, computed once per session."""
+    return PeftOracle(tiny_model, tokenizer, adapter_dirs, eos_token_id=tokenizer.eos_token_id)
