@@ -10,7 +10,7 @@ import pytest
 
 from service.engine import Engine
 from service.engine.base_model import wrap_base_model
-from tests.factory import adapter_configs, build_tiny_model, build_tokenizer, save_adapter
+from tests.factory import SOFT_PROMPT_STD, adapter_configs, build_tiny_model, build_tokenizer, save_adapter
 from tests.peft_reference import PeftOracle
 
 warnings.filterwarnings("ignore", message=".*[Pp]osition ids.*")
@@ -38,11 +38,12 @@ def vocab_size(tiny_model) -> int:
 
 @pytest.fixture(scope="session")
 def adapter_dirs(tmp_path_factory, tokenizer, tiny_model) -> dict[str, Path]:
+    # Each in a directory named after its kind: tests/mutation_check.py picks adapters out by that name.
     root = tmp_path_factory.mktemp("adapters")
     tokenizer_dir = root / "tokenizer"
     tokenizer.save_pretrained(tokenizer_dir)
     return {
-        kind: save_adapter(tiny_model, config, root / kind, seed=index + 1)
+        kind: save_adapter(tiny_model, config, root / kind, seed=index + 1, soft_prompt_std=SOFT_PROMPT_STD)
         for index, (kind, config) in enumerate(adapter_configs(str(tokenizer_dir)).items())
     }
 
