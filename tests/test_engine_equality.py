@@ -110,16 +110,17 @@ def third_lora(tmp_path, tiny_model, engine):
 def test_mixed_lora_batch_equals_peft_mixed_batch(engine, tiny_model, tokenizer, adapter_dirs, third_lora, vocab_size):
     """PEFT's own mixed batch (`generate(adapter_names=...)`, several LoRAs loaded in one PeftModel) against the
     engine's, row by row: LoRA rows are padding-independent in PEFT, so this is PEFT's batch itself."""
-    directories = {"lora": adapter_dirs["lora"], "lora_patterns": adapter_dirs["lora_patterns"], "third_lora": third_lora}
-    peft_model = PeftModel.from_pretrained(copy.deepcopy(tiny_model), str(directories["lora"]), adapter_name="lora").eval()
-    for name in ("lora_patterns", "third_lora"):
-        peft_model.load_adapter(str(directories[name]), adapter_name=name)
+    peft_model = PeftModel.from_pretrained(copy.deepcopy(tiny_model), str(adapter_dirs["lora"]), adapter_name="lora")
+    peft_model.load_adapter(str(adapter_dirs["lora_patterns"]), adapter_name="lora_patterns")
+    peft_model.load_adapter(str(third_lora), adapter_name="third_lora")
+    peft_model.eval()
     names = ["lora", "__base__", "lora_patterns", "third_lora", "lora_patterns", "lora", "third_lora", "__base__"]
     texts = [PROMPTS[(i * 3) % len(PROMPTS)] for i in range(len(names))]
     expected = generate_runs(peft_model, tokenizer, texts, NEW_TOKENS, EOS, adapter_names=names)
 
     params = logprob_params(NEW_TOKENS, vocab_size)
-    rows = [engine.make_row(text, engine.get(None if name == "__base__" else name), params) for name, text in zip(names, texts)]
+    deltas = [engine.get(None if name == "__base__" else name) for name in names]
+    rows = [engine.make_row(text, delta, params) for delta, text in zip(deltas, texts)]
     for name, text, result, run in zip(names, texts, engine.generate_rows(rows), expected):
         assert_matches_peft(result, run, FP32, f"{name} {text!r} in PEFT's mixed batch", eos_token_id=EOS)
 

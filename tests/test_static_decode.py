@@ -95,7 +95,8 @@ def test_mixed_rows_through_few_slots_equal_peft_rows_alone(static_engine, peft_
     """20 rows of every kind through 4 slots: rows join as others leave, and the cache fills up and rolls."""
     names = KINDS + [None]
     plan = [(names[i % len(names)], PROMPTS[(i * 3) % len(PROMPTS)], 4 + (i * 7) % 16) for i in range(20)]
-    rows = [static_engine.make_row(text, static_engine.get(name), logprob_params(n, vocab_size)) for name, text, n in plan]
+    rows = [static_engine.make_row(text, static_engine.get(name), logprob_params(n, vocab_size))
+            for name, text, n in plan]
     mixed = static_engine.generate_rows(rows)
     for (name, text, n), result in zip(plan, mixed):
         assert_matches_peft(result, peft_oracle.alone(name, text, n), FP32, f"{name} {text!r}", eos_token_id=EOS)
