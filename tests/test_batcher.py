@@ -13,9 +13,12 @@ import time
 from collections.abc import Callable
 
 import pytest
+import torch
 
 from service.engine import SamplingParams
 from service.engine.batcher import Batcher
+from tests.peft_reference import assert_matches_peft, logprob_params
+from tests.test_engine_equality import EOS
 
 PARAMS = SamplingParams(max_new_tokens=6)
 NEVER_MS = 600_000  # a batch-fill wait no test reaches: batches start when they are full
@@ -126,12 +129,16 @@ def test_by_adapter_mode_never_mixes_adapters(engine):
     assert [len(group) for group in recording.admitted] == [4, 4, 4]  # each adapter's four requests join together
 
 
-def test_mixed_batches_take_the_whole_queue(engine):
+def test_mixed_batches_take_the_whole_queue(engine, peft_oracle, vocab_size):
     recording = RecordingEngine(engine)
     requests = _requests(["lora", "ia3", "p_tuning_mlp", "prefix_projection", None], 10)
-    results = asyncio.run(_serve(recording, requests, max_batch_size=len(requests), max_batch_wait_ms=NEVER_MS))
-    for (adapter, text), result in zip(requests, results):
-        assert result.token_ids == _alone(engine, adapter, text)
+    params = logprob_params(PARAMS.max_new_tokens, vocab_size)
+    results = asyncio.run(
+        _serve(recording, requests, params, max_batch_size=len(requests), max_batch_wait_ms=NEVER_MS)
+    )
+    for (adapter, text), result in zip(requests, results):  # each row as PEFT gives it alone
+        expected = peft_oracle.alone(adapter, text, PARAMS.max_new_tokens)
+        assert_matches_peft(result, expected, torch.float32, f"{adapter} {text!r}", eos_token_id=EOS)
     assert len(recording.admitted) == 1 and len(recording.admitted[0]) == 10
 
 
