@@ -26,7 +26,7 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 # Breaks the engine slightly, one mutation at a time, and fails unless the equality tests catch every one
-# (tests/mutation_check.py; about ten minutes on 2 CPU cores).
+# (tests/mutation_check.py; about three minutes on 2 idle CPU cores).
 mutation-check: $(VENV)/.installed
 	$(BIN)/python -m tests.mutation_check
 

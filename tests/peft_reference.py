@@ -23,9 +23,10 @@ from service.engine import GenerationResult, SamplingParams
 #
 # float32: the engine runs PEFT's operations on the same weights, so the two part only where a kernel rounds
 # differently: the static path attends over a padded width, a row of a batch is padded, a matrix-vector
-# kernel takes another path for weights at another memory alignment. Measured on CPU: at most 1.5e-5, a few
-# float32 steps of logits of size ~10. 1e-4 leaves room for other CPUs and BLAS builds, and is a hundredth of
-# what the smallest mutation of tests/mutation_check.py moves them (1.3e-2: P-tuning embeddings x1.01).
+# kernel takes another path for weights at another memory alignment. Measured on CPU: at most 1.5e-5, some
+# tens of float32 steps of the tiny model's logits (the largest of a step is 3.5-7). 1e-4 leaves room for other
+# CPUs and BLAS builds, and is a hundredth of what the smallest mutation of tests/mutation_check.py moves them
+# (1.3e-2: P-tuning embeddings x1.01).
 FLOAT32_TOLERANCE = 1e-4
 # bfloat16 keeps 8 significant bits, so a logit of size 4-8 is rounded to steps of 1/32, and a difference in
 # rounding anywhere before it (a padded batch row, the static path's attention width) moves it by a step or
