@@ -11,7 +11,8 @@ import torch
 
 from service.engine import Engine
 from service.engine.base_model import wrap_base_model
-from tests.factory import adapter_configs, build_tiny_model, build_tokenizer, save_adapter
+from tests.factory import SOFT_PROMPT_STD, adapter_configs, build_tiny_model, build_tokenizer, save_adapter
+from tests.peft_reference import PeftOracle
 
 warnings.filterwarnings("ignore", message=".*[Pp]osition ids.*")
 
@@ -40,12 +41,19 @@ def tiny_model(tokenizer):
 
 
 @pytest.fixture(scope="session")
+def vocab_size(tiny_model) -> int:
+    """Ask the engine for this many log-probabilities per step to get the whole distribution."""
+    return tiny_model.config.vocab_size
+
+
+@pytest.fixture(scope="session")
 def adapter_dirs(tmp_path_factory, tokenizer, tiny_model) -> dict[str, Path]:
+    # Each in a directory named after its kind: tests/mutation_check.py picks adapters out by that name.
     root = tmp_path_factory.mktemp("adapters")
     tokenizer_dir = root / "tokenizer"
     tokenizer.save_pretrained(tokenizer_dir)
     return {
-        kind: save_adapter(tiny_model, config, root / kind, seed=index + 1)
+        kind: save_adapter(tiny_model, config, root / kind, seed=index + 1, soft_prompt_std=SOFT_PROMPT_STD)
         for index, (kind, config) in enumerate(adapter_configs(str(tokenizer_dir)).items())
     }
 
@@ -61,3 +69,9 @@ def engine(tiny_base, adapter_dirs) -> Engine:
     for kind, directory in adapter_dirs.items():
         engine.load(kind, directory)
     return engine
+
+
+@pytest.fixture(scope="session")
+def peft_oracle(tiny_model, tokenizer, adapter_dirs) -> PeftOracle:
+    """PEFT's greedy tokens and log-probabilities for one prompt alone, computed once per session."""
+    return PeftOracle(tiny_model, tokenizer, adapter_dirs, eos_token_id=tokenizer.eos_token_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -116,3 +117,139 @@ def local_serve_command(port: int | None = None, host: str | None = None) -> lis
     if host is not None:
         argv = with_option(argv, "--host", host)
     return local_command(argv)
+
+
+# -- compose.yaml, checked without Docker ----------------------------------------------------------------
+# What `docker compose config` refuses in a file like ours, checked in Python so that machines without Docker
+# (our CI) check it too: keys the Compose specification does not know, malformed values, named volumes that
+# are not declared, and `${...}` interpolation, including `${VAR:?message}` failing when VAR is unset.
+COMPOSE_TOP_LEVEL_KEYS = {
+    "version", "name", "include", "services", "networks", "volumes", "configs", "secrets", "models",
+}
+COMPOSE_SERVICE_KEYS = {
+    "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup", "cgroup_parent", "command",
+    "configs", "container_name", "cpu_count", "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period",
+    "cpu_rt_runtime", "cpu_shares", "cpus", "cpuset", "credential_spec", "depends_on", "deploy", "develop",
+    "device_cgroup_rules", "devices", "dns", "dns_opt", "dns_search", "domainname", "entrypoint", "env_file",
+    "environment", "expose", "extends", "external_links", "extra_hosts", "gpus", "group_add", "healthcheck",
+    "hostname", "image", "init", "ipc", "isolation", "label_file", "labels", "links", "logging", "mac_address",
+    "mem_limit", "mem_reservation", "mem_swappiness", "memswap_limit", "models", "network_mode", "networks",
+    "oom_kill_disable", "oom_score_adj", "pid", "pids_limit", "platform", "ports", "post_start", "pre_stop",
+    "privileged", "profiles", "provider", "pull_policy", "read_only", "restart", "runtime", "scale", "secrets",
+    "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal", "storage_opt", "sysctls", "tmpfs",
+    "tty", "ulimits", "use_api_socket", "user", "userns_mode", "uts", "volumes", "volumes_from", "working_dir",
+}
+COMPOSE_HEALTHCHECK_KEYS = {"test", "interval", "timeout", "retries", "start_period", "start_interval", "disable"}
+COMPOSE_DEVICE_KEYS = {"driver", "count", "device_ids", "capabilities", "options"}
+COMPOSE_RESTART = re.compile(r"no|always|unless-stopped|on-failure(:\d+)?")
+COMPOSE_DURATION = re.compile(r"(\d+(\.\d+)?(h|m|s|ms|us|ns))+")
+COMPOSE_PORT = re.compile(r"((\d{1,3}(\.\d{1,3}){3}):)?(\d{1,5}(-\d{1,5})?:)?\d{1,5}(-\d{1,5})?(/(tcp|udp|sctp))?")
+# $$ | ${NAME} or ${NAME<op>argument} with op one of - :- ? :? + :+ | $NAME | a lone $ (an error)
+_INTERPOLATION = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)|(?P<bad>))"
+)
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's variable interpolation of one string; ValueError where compose would stop."""
+
+    def substitute(match: re.Match) -> str:
+        if match.group("escaped"):
+            return "$"
+        if match.group("bad") is not None:
+            raise ValueError(f"invalid interpolation in {value!r}: a '$' that starts no variable (write '$$')")
+        name = match.group("name") or match.group("bare")
+        op, arg = match.group("op"), match.group("arg") or ""
+        present = name in env
+        usable = present and (env[name] != "" or not (op or "").startswith(":"))
+        if op in (":-", "-"):
+            return env[name] if usable else arg
+        if op in (":?", "?"):
+            if not usable:
+                raise ValueError(f"required variable {name} is missing a value: {arg}")
+            return env[name]
+        if op in (":+", "+"):
+            return arg if usable else ""
+        return env.get(name, "")
+
+    return _INTERPOLATION.sub(substitute, value)
+
+
+def interpolate_all(node: object, env: dict[str, str]) -> object:
+    """Every string of a parsed compose file interpolated, as compose does before reading the file."""
+    if isinstance(node, str):
+        return interpolate(node, env)
+    if isinstance(node, dict):
+        return {key: interpolate_all(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [interpolate_all(value, env) for value in node]
+    return node
+
+
+def compose_problems(compose: dict) -> list[str]:
+    """What is wrong with a parsed, interpolated compose file (YAML anchors and `<<` merges already resolved)."""
+    problems: list[str] = []
+
+    def unknown(keys: object, known: set[str], where: str) -> None:
+        for key in keys if isinstance(keys, dict) else []:
+            if key not in known and not str(key).startswith("x-"):
+                problems.append(f"{where}: unknown key {key!r}")
+
+    unknown(compose, COMPOSE_TOP_LEVEL_KEYS, "top level")
+    services = compose.get("services")
+    if not isinstance(services, dict) or not services:
+        return problems + ["top level: no services"]
+    named_volumes = compose.get("volumes") or {}
+    if not isinstance(named_volumes, dict):
+        problems.append("top level: volumes must be a mapping")
+        named_volumes = {}
+    for name, service in services.items():
+        where = f"services.{name}"
+        if not isinstance(service, dict):
+            problems.append(f"{where}: must be a mapping")
+            continue
+        unknown(service, COMPOSE_SERVICE_KEYS, where)
+        if "image" not in service and "build" not in service:
+            problems.append(f"{where}: needs an image or a build")
+        for port in service.get("ports", []):
+            if not (isinstance(port, (str, int)) and COMPOSE_PORT.fullmatch(str(port))):
+                problems.append(f"{where}.ports: {port!r} is not a port mapping")
+        for volume in service.get("volumes", []):
+            if isinstance(volume, str):
+                source, _, target = volume.partition(":")
+                if not target.startswith("/"):
+                    problems.append(f"{where}.volumes: {volume!r} has no absolute container path")
+                if not source.startswith((".", "/", "~")) and source not in named_volumes:
+                    problems.append(f"{where}.volumes: named volume {source!r} is not declared under top-level volumes")
+        environment = service.get("environment", {})
+        if isinstance(environment, dict):
+            for key, value in environment.items():
+                if value is not None and not isinstance(value, (str, int, float, bool)):
+                    problems.append(f"{where}.environment.{key}: {value!r} is not a scalar")
+        elif not (isinstance(environment, list) and all(isinstance(item, str) for item in environment)):
+            problems.append(f"{where}.environment: must be a mapping or a list of KEY=VALUE strings")
+        restart = service.get("restart")
+        if restart is not None and not COMPOSE_RESTART.fullmatch(str(restart)):
+            problems.append(f"{where}.restart: {restart!r} is not a restart policy")
+        profiles = service.get("profiles", [])
+        if not (isinstance(profiles, list) and all(isinstance(p, str) for p in profiles)):
+            problems.append(f"{where}.profiles: must be a list of names")
+        healthcheck = service.get("healthcheck")
+        if healthcheck is not None:
+            unknown(healthcheck, COMPOSE_HEALTHCHECK_KEYS, f"{where}.healthcheck")
+            test = healthcheck.get("test")
+            exec_form = isinstance(test, list) and bool(test) and test[0] in ("NONE", "CMD", "CMD-SHELL")
+            if not (isinstance(test, str) or exec_form):
+                problems.append(f"{where}.healthcheck.test: {test!r} must be a string or [CMD|CMD-SHELL|NONE, ...]")
+            for key in ("interval", "timeout", "start_period", "start_interval"):
+                if key in healthcheck and not COMPOSE_DURATION.fullmatch(str(healthcheck[key])):
+                    problems.append(f"{where}.healthcheck.{key}: {healthcheck[key]!r} is not a duration")
+            if "retries" in healthcheck and not isinstance(healthcheck["retries"], int):
+                problems.append(f"{where}.healthcheck.retries: must be a whole number")
+        devices = (((service.get("deploy") or {}).get("resources") or {}).get("reservations") or {}).get("devices", [])
+        for device in devices:
+            unknown(device, COMPOSE_DEVICE_KEYS, f"{where}.deploy.resources.reservations.devices")
+            if not isinstance(device.get("capabilities"), list):
+                problems.append(f"{where}: a device reservation needs a list of capabilities")
+    return problems

@@ -10,6 +10,8 @@ import torch
 from peft import (
     IA3Config,
     LoraConfig,
+    PeftConfig,
+    PeftModel,
     PrefixTuningConfig,
     PromptEncoderConfig,
     PromptEncoderReparameterizationType,
@@ -18,7 +20,7 @@ from peft import (
     get_peft_model,
 )
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 CORPUS = [
     "When was the Beijing Olympic held? It was held in 2008.",
@@ -71,7 +73,7 @@ def build_tiny_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
 
 
 # Every delta kind and variant the engine claims, as PEFT configs. TEXT init needs the tokenizer's directory.
-def adapter_configs(tokenizer_dir: str) -> dict[str, object]:
+def adapter_configs(tokenizer_dir: str) -> dict[str, PeftConfig]:
     return {
         "lora": LoraConfig(
             task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
@@ -114,7 +116,7 @@ def adapter_configs(tokenizer_dir: str) -> dict[str, object]:
     }
 
 
-def _randomize_ia3(peft_model) -> None:
+def _randomize_ia3(peft_model: PeftModel) -> None:
     # init_ia3_weights=False leaves ones... make the vectors clearly non-trivial.
     for name, parameter in peft_model.named_parameters():
         if "ia3_l" in name:
@@ -122,11 +124,41 @@ def _randomize_ia3(peft_model) -> None:
                 parameter.uniform_(0.2, 2.0)
 
 
-def save_adapter(base_model, config, directory: Path, seed: int = 1) -> Path:
-    """Create the adapter with peft on a copy of `base_model` and save it as PEFT does."""
+# The test adapters' soft prompts and prefixes get the spread of PEFT's random-init prompt, N(0, 1). TEXT init
+# copies word embeddings (std ~0.2 in the tiny model) and the P-tuning encoders and the prefix projection start
+# near std 0.1-0.3, so those adapters barely moved the logits, and the tests missed a 1% error in them.
+# Rescaling the layer that makes the output is what training might do to the weights; PEFT still saves and
+# loads the adapter as its own.
+SOFT_PROMPT_STD = 1.0
+
+
+def _output_layer(peft_model: PeftModel, config: PeftConfig) -> torch.nn.Module:
+    """The module whose parameters the saved prompt embeddings are proportional to."""
+    encoder = peft_model.prompt_encoder[peft_model.active_adapter]
+    if isinstance(config, PromptEncoderConfig):
+        return encoder.mlp_head[-1]  # MLP and LSTM encoders both end in a Linear
+    if isinstance(config, PrefixTuningConfig) and config.prefix_projection:
+        return encoder.transform[-1]
+    return encoder.embedding
+
+
+def _rescale_soft_prompt(peft_model: PeftModel, config: PeftConfig, std: float) -> None:
+    saved = peft_model.get_prompt_embedding_to_save(peft_model.active_adapter)
+    factor = std / float(saved.std())
+    with torch.no_grad():
+        for parameter in _output_layer(peft_model, config).parameters():
+            parameter.mul_(factor)
+
+
+def save_adapter(base_model: PreTrainedModel, config: PeftConfig, directory: Path, seed: int = 1,
+                 soft_prompt_std: float | None = None) -> Path:
+    """Create the adapter with peft on a copy of `base_model` and save it as PEFT does. `soft_prompt_std`: give
+    a prompt-learning adapter's saved prompt (or prefix) this standard deviation (see SOFT_PROMPT_STD)."""
     torch.manual_seed(seed)
     peft_model = get_peft_model(copy.deepcopy(base_model), copy.deepcopy(config))
     if isinstance(config, IA3Config):
         _randomize_ia3(peft_model)
+    if soft_prompt_std is not None and config.is_prompt_learning:
+        _rescale_soft_prompt(peft_model, config, soft_prompt_std)
     peft_model.save_pretrained(str(directory))
     return directory

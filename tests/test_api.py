@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tarfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -14,6 +15,8 @@ import httpx
 import pytest
 
 from service.config import Settings
+from service.engine.batcher import Batcher
+from service.engine.decode_loop import RunningBatch
 from service.main import create_app
 from tests.conftest import KINDS
 from tests.http_server import serve
@@ -52,9 +55,8 @@ def settings(tmp_path) -> Settings:
 
 @pytest.fixture
 def server(settings, tiny_base):
-    with serve(create_app(settings, base=tiny_base)) as url:
-        with httpx.Client(base_url=url, timeout=60) as client:
-            yield client
+    with serve(create_app(settings, base=tiny_base)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client
 
 
 def greedy(client, adapter, text=PROMPT, **params):
@@ -132,11 +134,29 @@ def test_prompt_template_is_applied(server, adapter_dirs, engine):
     assert output["prompt_tokens"] == expected.prompt_tokens
 
 
-def test_replace_while_requests_are_in_flight(settings, tiny_base, adapter_dirs, engine):
-    """Requests queued before a replacement finish on the old version; later ones get the new one."""
+def test_replace_while_requests_are_in_flight(settings, tiny_base, adapter_dirs, engine, monkeypatch):
+    """Requests that resolved the adapter before a replacement finish on the old version; later ones get the new
+    one. The model thread is held until the replacement is done, so all six are in flight when it lands."""
     old = engine.generate([PROMPT], "lora", engine_params(8))[0].text
     new = engine.generate([PROMPT], "ia3", engine_params(8))[0].text
     assert old != new
+
+    submitted = []  # rows that reached the batcher, with the adapter version they resolved
+    release = threading.Event()
+    submit, admit = Batcher.submit, RunningBatch.admit
+
+    async def counting_submit(self, row):
+        submitted.append(row)
+        return await submit(self, row)
+
+    def held_admit(self, rows, tickets=None):
+        # Only the batcher's model thread is held: an upload's probe pass admits its own row elsewhere.
+        if threading.current_thread().name.startswith("deltaserve-model"):
+            assert release.wait(timeout=60), "the test never let the model thread go on"
+        return admit(self, rows, tickets)
+
+    monkeypatch.setattr(Batcher, "submit", counting_submit)
+    monkeypatch.setattr(RunningBatch, "admit", held_admit)
 
     async def scenario(url):
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
@@ -144,17 +164,24 @@ def test_replace_while_requests_are_in_flight(settings, tiny_base, adapter_dirs,
             assert put.status_code == 201
             body = {"adapter": "live", "text": PROMPT, "max_new_tokens": 8}
             in_flight = [asyncio.ensure_future(client.post("/generate", json=body)) for _ in range(6)]
-            await asyncio.sleep(0.05)
+            deadline = time.monotonic() + 60
+            while len(submitted) < 6:  # every request has resolved "live" and is queued or being admitted
+                assert time.monotonic() < deadline, f"only {len(submitted)} of 6 requests reached the batcher"
+                await asyncio.sleep(0.01)
             replaced = await client.put("/adapters/live", **multipart(adapter_dirs["ia3"]))
             assert replaced.status_code == 200
+            release.set()
             after = await client.post("/generate", json=body)
             return [r.json()["text"] for r in await asyncio.gather(*in_flight)], after.json()["text"]
 
-    with serve(create_app(settings.model_copy(update={"max_batch_wait_ms": 200}), base=tiny_base)) as url:
-        during, after = asyncio.run(scenario(url))
-    assert all(text in (old, new) for text in during)  # each request saw exactly one version
-    assert old in during  # the ones queued before the replacement kept the old version
+    try:
+        with serve(create_app(settings, base=tiny_base)) as url:
+            during, after = asyncio.run(scenario(url))
+    finally:
+        release.set()  # never leave the server's model thread waiting
+    assert during == [old] * 6  # all resolved the old version before the replacement
     assert after == new
+    assert len({id(row.delta) for row in submitted[:6]}) == 1 and submitted[6].delta is not submitted[0].delta
 
 
 def test_restart_on_the_same_store_gives_identical_outputs(settings, tiny_base, adapter_dirs):

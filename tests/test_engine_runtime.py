@@ -8,6 +8,7 @@ import torch
 from service.engine import SamplingParams
 from service.errors import AdapterNotFound, InvalidRequest
 from tests.conftest import KINDS
+from tests.peft_reference import greedy_tokens
 
 
 def test_base_weights_bit_identical_after_serving_every_adapter(engine):
@@ -47,13 +48,19 @@ def test_length_and_stop_strings(engine):
     assert cut.completion_tokens < 12
 
 
-def test_end_of_sequence_finishes_with_stop(engine, tokenizer):
-    # Find a prompt whose greedy continuation ends with the end-of-sequence token within the budget.
-    results = engine.generate(["Paris", "Jupiter", "the", "Who"], None, SamplingParams(max_new_tokens=60))
-    for result in results:
-        assert result.finish_reason in ("stop", "length")
-        if result.finish_reason == "stop":
-            assert tokenizer.eos_token_id not in result.token_ids
+def test_end_of_sequence_finishes_with_stop(engine, tiny_model, tokenizer):
+    """Rows that reach end-of-sequence stop there: `stop`, fewer tokens than the budget, and exactly
+    transformers' tokens before it. Which prompts end early is found with transformers, not assumed."""
+    budget = 60
+    candidates = ["Paris", "Who", "Beijing", "football", "lazy", "solar", "was", "it.", "while", "largest"]
+    expected = greedy_tokens(tiny_model, tokenizer, candidates, budget, tokenizer.eos_token_id)
+    ending = [(text, tokens) for text, tokens in zip(candidates, expected) if len(tokens) < budget]
+    assert len(ending) >= 2, "transformers ends none of the candidate prompts within the budget: pick others"
+    results = engine.generate([text for text, _ in ending], None, SamplingParams(max_new_tokens=budget))
+    for (text, tokens), result in zip(ending, results):
+        assert result.finish_reason == "stop", text
+        assert result.token_ids == tokens and result.completion_tokens == len(tokens) < budget, text
+        assert tokenizer.eos_token_id not in result.token_ids
 
 
 def test_seeded_sampling_is_reproducible_whatever_the_batch(engine):

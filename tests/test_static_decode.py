@@ -1,5 +1,6 @@
-"""The static decode path (preallocated KV cache, per-row delta tables; CUDA graphs on a GPU) gives the same
-greedy tokens as PEFT and as the eager path, through joins, departures, roll-offs and table growth.
+"""The static decode path (preallocated KV cache, per-row delta tables; CUDA graphs on a GPU) gives PEFT's
+greedy tokens, and log-probabilities within the float32 tolerance of PEFT's at every step, for every row
+through joins, departures, roll-offs and table growth: each row is compared with PEFT run on it alone.
 
 On CPU the static step runs eagerly; what a CUDA graph would replay is that same step, and the dynamo test
 below shows it traces as one graph (no host syncs, no data-dependent Python). The CUDA-only tests at the end
@@ -17,8 +18,7 @@ import pytest
 import torch
 
 from service.config import Settings
-from service.engine import Engine, SamplingParams
-from service.engine import static_decode
+from service.engine import Engine, SamplingParams, static_decode
 from service.engine.base_model import wrap_base_model
 from service.engine.batcher import Batcher
 from service.engine.deltas.ia3 import IA3Table
@@ -30,8 +30,15 @@ from service.errors import InvalidRequest
 from service.main import create_app
 from tests.conftest import KINDS
 from tests.http_server import serve
-from tests.peft_reference import assert_equal_up_to_a_near_tie, greedy_tokens, load_peft
+from tests.peft_reference import (
+    assert_matches_peft,
+    generate_runs,
+    load_peft,
+    logprob_params,
+)
 from tests.test_engine_equality import EOS, PROMPTS
+
+FP32 = torch.float32
 
 SLOTS = 4
 CAPACITY = 56  # small enough that long runs must roll padding off the left of the cache
@@ -72,35 +79,35 @@ def test_static_is_used_and_cpu_auto_stays_eager(static_engine, engine):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_static_path_equals_peft_each_prompt_alone(kind, static_engine, tiny_model, tokenizer, adapter_dirs):
-    peft_model = load_peft(tiny_model, adapter_dirs[kind])
-    expected = [greedy_tokens(peft_model, tokenizer, [text], 10, EOS)[0] for text in PROMPTS]
-    ours = static_engine.generate(PROMPTS, adapter=kind, params=SamplingParams(max_new_tokens=10))
-    assert [r.token_ids for r in ours] == expected
+def test_static_path_equals_peft_each_prompt_alone(kind, static_engine, peft_oracle, vocab_size):
+    ours = static_engine.generate(PROMPTS, adapter=kind, params=logprob_params(10, vocab_size))
+    for text, result in zip(PROMPTS, ours):
+        assert_matches_peft(result, peft_oracle.alone(kind, text, 10), FP32, f"{kind} {text!r}", eos_token_id=EOS)
 
 
-def test_base_model_on_static_path_equals_transformers(static_engine, tiny_model, tokenizer):
-    expected = greedy_tokens(tiny_model, tokenizer, PROMPTS, 10, EOS)
-    ours = static_engine.generate(PROMPTS, adapter=None, params=SamplingParams(max_new_tokens=10))
-    assert [r.token_ids for r in ours] == expected
+def test_base_model_on_static_path_equals_transformers(static_engine, tiny_model, tokenizer, vocab_size):
+    expected = generate_runs(tiny_model, tokenizer, PROMPTS, 10, EOS)
+    ours = static_engine.generate(PROMPTS, adapter=None, params=logprob_params(10, vocab_size))
+    for text, result, run in zip(PROMPTS, ours, expected):
+        assert_matches_peft(result, run, FP32, f"base model {text!r}", eos_token_id=EOS)
 
 
-def test_mixed_rows_through_few_slots_equal_eager_rows_alone(static_engine, engine, shifts):
+def test_mixed_rows_through_few_slots_equal_peft_rows_alone(static_engine, peft_oracle, vocab_size, shifts):
     """20 rows of every kind through 4 slots: rows join as others leave, and the cache fills up and rolls."""
     names = KINDS + [None]
     plan = [(names[i % len(names)], PROMPTS[(i * 3) % len(PROMPTS)], 4 + (i * 7) % 16) for i in range(20)]
-    rows = [static_engine.make_row(text, static_engine.get(name), SamplingParams(max_new_tokens=n)) for name, text, n in plan]
+    rows = [static_engine.make_row(text, static_engine.get(name), logprob_params(n, vocab_size))
+            for name, text, n in plan]
     mixed = static_engine.generate_rows(rows)
     for (name, text, n), result in zip(plan, mixed):
-        alone = engine.generate([text], adapter=name, params=SamplingParams(max_new_tokens=n))[0]
-        assert result.token_ids == alone.token_ids, name
+        assert_matches_peft(result, peft_oracle.alone(name, text, n), FP32, f"{name} {text!r}", eos_token_id=EOS)
     assert any(s < 0 for s in shifts), "the run never rolled padding off the cache"
     assert static_engine.decoder.try_lease(), "generate_rows must give the static path back"
     static_engine.decoder.release()
 
 
-def test_longer_newcomer_shifts_running_rows(static_engine, engine, shifts):
-    params = SamplingParams(max_new_tokens=12)
+def test_longer_newcomer_shifts_running_rows(static_engine, peft_oracle, vocab_size, shifts):
+    params = logprob_params(12, vocab_size)
     short = static_engine.make_row("Paris", static_engine.get("lora"), params)
     long = static_engine.make_row("Who painted the Mona Lisa? Leonardo da", static_engine.get("prefix_projection"), params)
     batch = static_engine.new_batch()
@@ -112,10 +119,11 @@ def test_longer_newcomer_shifts_running_rows(static_engine, engine, shifts):
             finished += batch.step()
     finally:
         batch.close()
-    results = {state.ticket: state.result().token_ids for state in finished}
+    results = {state.ticket: state.result() for state in finished}
     assert any(s > 0 for s in shifts)
-    assert results["short"] == engine.generate(["Paris"], "lora", params)[0].token_ids
-    assert results["long"] == engine.generate(["Who painted the Mona Lisa? Leonardo da"], "prefix_projection", params)[0].token_ids
+    assert_matches_peft(results["short"], peft_oracle.alone("lora", "Paris", 12), FP32, "short", eos_token_id=EOS)
+    expected_long = peft_oracle.alone("prefix_projection", "Who painted the Mona Lisa? Leonardo da", 12)
+    assert_matches_peft(results["long"], expected_long, FP32, "long", eos_token_id=EOS)
 
 
 def test_only_one_batch_holds_the_static_path(static_engine):
@@ -251,24 +259,25 @@ def test_cuda_graphs_equal_eager_static_steps_bf16(tiny_model, tokenizer, adapte
 
 @cuda
 @pytest.mark.parametrize("kind", KINDS)
-def test_cuda_graphs_equal_peft_bf16_prompt_by_prompt(kind, tiny_model, tokenizer, adapter_dirs):
-    """bf16 on the GPU against PEFT in bf16, each prompt alone; the static path may part from PEFT only at a
-    bfloat16 near tie (padded attention widths round differently: see tests/test_engine_bf16.py)."""
+def test_cuda_graphs_equal_peft_bf16_prompt_by_prompt(kind, tiny_model, tokenizer, adapter_dirs, vocab_size):
+    """bf16 on the GPU against PEFT in bf16, each prompt alone: log-probabilities within the bfloat16 tolerance,
+    and tokens that part from PEFT's only at a bfloat16 near tie (padded attention widths round differently:
+    see tests/test_engine_bf16.py)."""
     model = copy.deepcopy(tiny_model).to("cuda", torch.bfloat16)
     engine = Engine(wrap_base_model(model, tokenizer, name="tiny"), decode="static", max_batch_size=4)
     engine.load(kind, adapter_dirs[kind])
     peft_model = load_peft(copy.deepcopy(tiny_model).to("cuda", torch.bfloat16), adapter_dirs[kind])
     for text in PROMPTS:
-        expected = greedy_tokens(peft_model, tokenizer, [text], 10, EOS)[0]
-        ours = engine.generate([text], kind, SamplingParams(max_new_tokens=10))[0].token_ids
-        assert_equal_up_to_a_near_tie(peft_model, tokenizer, text, ours, expected, EOS)
+        expected = generate_runs(peft_model, tokenizer, [text], 10, EOS)[0]
+        ours = engine.generate([text], kind, logprob_params(10, vocab_size))[0]
+        assert_matches_peft(ours, expected, torch.bfloat16, f"{kind} {text!r}", eos_token_id=EOS, near_tie_steps=2)
 
 
-def test_batcher_on_the_static_path(static_engine, engine):
+def test_batcher_on_the_static_path(static_engine, peft_oracle, vocab_size):
     """Concurrent requests of every kind through the continuous batcher, more of them than slots."""
     names = KINDS + [None]
     requests = [(names[i % len(names)], PROMPTS[i % len(PROMPTS)]) for i in range(14)]
-    params = SamplingParams(max_new_tokens=9)
+    params = logprob_params(9, vocab_size)
 
     async def serve_all():
         batcher = Batcher(static_engine, max_batch_size=SLOTS, max_batch_wait_ms=1)
@@ -280,7 +289,7 @@ def test_batcher_on_the_static_path(static_engine, engine):
 
     results = asyncio.run(serve_all())
     for (name, text), result in zip(requests, results):
-        assert result.token_ids == engine.generate([text], name, params)[0].token_ids, name
+        assert_matches_peft(result, peft_oracle.alone(name, text, 9), FP32, f"{name} {text!r}", eos_token_id=EOS)
     assert static_engine.decoder.try_lease(), "a stopped batcher must give the static path back"
     static_engine.decoder.release()
 
@@ -304,7 +313,7 @@ def test_http_service_on_the_static_path(tmp_path, tiny_base, adapter_dirs, engi
         assert too_long.status_code == 422 and "DELTASERVE_KV_CACHE_TOKENS" in too_long.text
 
 
-def test_rows_admitted_together_pack_out_each_others_padding(static_engine, engine):
+def test_rows_admitted_together_pack_out_each_others_padding(static_engine, peft_oracle, vocab_size):
     """A prefix row and a long-prompt row prefilled together: the padded prefill is wider than either row, but
     each row only takes its own entries in the cache, so both fit although padded they would not."""
     prefix = static_engine.get("prefix_projection")
@@ -312,15 +321,16 @@ def test_rows_admitted_together_pack_out_each_others_padding(static_engine, engi
     long_ids, short_ids = static_engine.tokenize(long_text), static_engine.tokenize(short_text)
     new = CAPACITY - len(long_ids)
     assert prefix.prefix_length + len(short_ids) + new <= CAPACITY < prefix.prefix_length + len(long_ids) + new
-    params = SamplingParams(max_new_tokens=new)
+    params = logprob_params(new, vocab_size)
     rows = [static_engine.make_row(long_text, None, params), static_engine.make_row(short_text, prefix, params)]
     together = static_engine.generate_rows(rows)
     assert together[1].completion_tokens == new  # the prefix row really runs to the end of the cache
-    assert together[0].token_ids == engine.generate([long_text], None, params)[0].token_ids
-    assert together[1].token_ids == engine.generate([short_text], "prefix_projection", params)[0].token_ids
+    assert_matches_peft(together[0], peft_oracle.alone(None, long_text, new), FP32, "long", eos_token_id=EOS)
+    expected_prefix_row = peft_oracle.alone("prefix_projection", short_text, new)
+    assert_matches_peft(together[1], expected_prefix_row, FP32, "prefix", eos_token_id=EOS)
 
 
-def test_staggered_joins_near_the_cache_limit(static_engine, engine, monkeypatch):
+def test_staggered_joins_near_the_cache_limit(static_engine, peft_oracle, vocab_size, monkeypatch):
     """Rows whose lengths nearly fill the cache join at random token boundaries: every shift, roll-off and
     departure (including one in the very step that fills the cache) keeps each row's tokens."""
     rng = random.Random(7)
@@ -330,8 +340,9 @@ def test_staggered_joins_near_the_cache_limit(static_engine, engine, monkeypatch
         name, text = rng.choice(names), rng.choice(PROMPTS + ["Paris", "The"])
         delta = static_engine.get(name)
         room = CAPACITY - len(static_engine.tokenize(text)) - (delta.num_virtual_tokens + delta.prefix_length if delta else 0)
-        waiting.append((index, name, text, SamplingParams(max_new_tokens=rng.randint(max(1, room - 6), room))))
-    expected = {index: engine.generate([text], name, params)[0].token_ids for index, name, text, params in waiting}
+        waiting.append((index, name, text, logprob_params(rng.randint(max(1, room - 6), room), vocab_size)))
+    plan = list(waiting)
+    expected = {index: peft_oracle.alone(name, text, params.max_new_tokens) for index, name, text, params in plan}
     moves = []
     original_move = StaticKVCache.move_slots
     monkeypatch.setattr(StaticKVCache, "move_slots", lambda self, s, t, *extra: (moves.append(s), original_move(self, s, t, *extra)))
@@ -348,10 +359,12 @@ def test_staggered_joins_near_the_cache_limit(static_engine, engine, monkeypatch
                 finished = batch.step()
             else:
                 continue
-            results.update({state.ticket: state.result().token_ids for state in finished})
+            results.update({state.ticket: state.result() for state in finished})
     finally:
         batch.close()
-    assert results == expected
+    assert sorted(results) == sorted(expected)
+    for index, name, text, _ in plan:
+        assert_matches_peft(results[index], expected[index], FP32, f"row {index}: {name} {text!r}", eos_token_id=EOS)
     assert moves, "no row ever moved into a freed slot"
 
 
