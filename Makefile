@@ -6,10 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-<<<<<<< HEAD
-=======
-.PHONY: serve test mutation-check gpu-check install clean
->>>>>>> test-strength
+.PHONY: serve test lint mutation-check gpu-check install clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,19 +25,17 @@ serve: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
-<<<<<<< HEAD
 # On a GPU machine: the CUDA tests and the GPU benchmark, results under OUT. Where the image already has
 # torch and the project's packages (and no network), run it with that Python: `make gpu-check PY=python3`.
 PY ?= $(BIN)/python
 OUT ?= bench/results/gpu-check
 gpu-check:
 	$(PY) -m bench.gpu_check $(OUT)
-=======
+
 # Breaks the engine slightly, one mutation at a time, and fails unless the equality tests catch every one
 # (tests/mutation_check.py; about three minutes on 2 idle CPU cores).
 mutation-check: $(VENV)/.installed
 	$(BIN)/python -m tests.mutation_check
->>>>>>> test-strength
 
 clean:
 	rm -rf $(VENV)
