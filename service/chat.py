@@ -38,6 +38,8 @@ def chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message])
         raise InvalidRequest("the base model has no chat template; use /v1/completions with a prompt")
     conversation = [{"role": message.role, "content": message.text} for message in messages]
     try:
-        return tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        prompt = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
     except Exception as exc:  # a template may refuse a conversation (e.g. roles out of order)
         raise InvalidRequest(f"the chat template refused the conversation: {exc}") from None
+    assert isinstance(prompt, str)  # tokenize=False gives the text
+    return prompt

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from service.admission import Admission, Lease
@@ -22,7 +22,6 @@ from service.engine.batcher import Batcher
 from service.engine.rows import StreamDelta
 from service.errors import InvalidRequest, check_encodable
 from service.registry import AdapterRegistry, ResolvedAdapter
-
 
 Params = SamplingParams | Sequence[SamplingParams]  # one for every row, or one per row
 
@@ -104,7 +103,7 @@ class Inference:
             lease.give_back_tokens(tokens)
 
     async def stream(self, adapter: str | None, texts: Sequence[str], params: Params,
-                     options: RowOptions = RowOptions()) -> AsyncIterator[tuple[int, StreamDelta | GenerationResult]]:
+                     options: RowOptions = RowOptions()) -> AsyncGenerator[tuple[int, StreamDelta | GenerationResult], None]:
         """One request, streamed: `(row index, StreamDelta)` as each row's output grows, `(row index,
         GenerationResult)` when a row ends. A row's failure raises its error. Closing the iterator early (the
         client went away) drops the request's rows at the next token boundary."""
@@ -117,7 +116,7 @@ class Inference:
 
     async def stream_rows(self, adapter: str | None, texts: Sequence[str], params: Params, *, lease: Lease,
                           deadline: float, refuse_when_full: bool = True, options: RowOptions = RowOptions()
-                          ) -> AsyncIterator[tuple[int, StreamDelta | GenerationResult]]:
+                          ) -> AsyncGenerator[tuple[int, StreamDelta | GenerationResult], None]:
         """`run`, streamed: rows for `texts` under an admitted request's `lease` (see `stream`)."""
         resolved = await asyncio.to_thread(self.registry.resolve, adapter)
         rows = await asyncio.to_thread(self._rows, resolved, texts, params, deadline, options)

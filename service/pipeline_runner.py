@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from service.admission import Lease
@@ -122,7 +122,7 @@ async def run_pipeline(inference: Inference, text: str, steps: list[PipelineStep
     raise AssertionError("a pipeline ended without its result")
 
 
-async def stream_pipeline(inference: Inference, text: str, steps: list[PipelineStep]) -> AsyncIterator[PipelineEvent]:
+async def stream_pipeline(inference: Inference, text: str, steps: list[PipelineStep]) -> AsyncGenerator[PipelineEvent, None]:
     settings = inference.settings
     check_definition(steps, settings, known_adapter=inference.registry.exists)
     inference.check_text(text)

@@ -8,7 +8,7 @@ from service.admission import Admission
 from service.config import Settings
 from service.engine import Engine
 from service.engine.base_model import FrozenBase, load_base_model
-from service.engine.batcher import BatchObserver, Batcher
+from service.engine.batcher import Batcher, BatchObserver
 from service.inference import Inference
 from service.registry import AdapterRegistry
 from service.store import AdapterStore

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.engine import Engine
+from service.engine import Engine, static_decode
 from service.engine.base_model import wrap_base_model
 from tests.factory import SOFT_PROMPT_STD, adapter_configs, build_tiny_model, build_tokenizer, save_adapter
 from tests.peft_reference import PeftOracle
@@ -75,3 +75,20 @@ def engine(tiny_base, adapter_dirs) -> Engine:
 def peft_oracle(tiny_model, tokenizer, adapter_dirs) -> PeftOracle:
     """PEFT's greedy tokens and log-probabilities for one prompt alone, computed once per session."""
     return PeftOracle(tiny_model, tokenizer, adapter_dirs, eos_token_id=tokenizer.eos_token_id)
+
+
+STATIC_SLOTS = 4
+STATIC_CAPACITY = 56  # small enough that long runs must roll padding off the left of the cache
+
+
+@pytest.fixture(scope="module")
+def static_engine(tiny_model, tokenizer, adapter_dirs) -> Engine:
+    """A static-path engine with every test kind loaded, its cache small enough for width buckets and roll-offs."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(static_decode, "_SMALLEST_WIDTH", 16)  # several width buckets inside a small cache
+    base = wrap_base_model(copy.deepcopy(tiny_model), tokenizer, name="tiny-llama")
+    engine = Engine(base, decode="static", max_batch_size=STATIC_SLOTS, kv_cache_tokens=STATIC_CAPACITY)
+    mp.undo()
+    for kind, directory in adapter_dirs.items():
+        engine.load(kind, directory)
+    return engine

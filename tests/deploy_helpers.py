@@ -199,7 +199,7 @@ def compose_problems(compose: dict) -> list[str]:
     unknown(compose, COMPOSE_TOP_LEVEL_KEYS, "top level")
     services = compose.get("services")
     if not isinstance(services, dict) or not services:
-        return problems + ["top level: no services"]
+        return [*problems, "top level: no services"]
     named_volumes = compose.get("volumes") or {}
     if not isinstance(named_volumes, dict):
         problems.append("top level: volumes must be a mapping")

@@ -146,7 +146,7 @@ def test_a_busy_adapter_does_not_starve_another(engine):
     recording = RecordingEngine(engine)
     early = [("lora", t) for t in TEXTS]
     late = [("lora", f"late question {i}") for i in range(4)]
-    requests = early + [("ia3", "Paris")] + late
+    requests = [*early, ("ia3", "Paris"), *late]
     asyncio.run(_serve(recording, requests, max_batch_size=2, max_batch_wait_ms=1, mixed_batches=False))
     order = [entry for group in recording.admitted for entry in group]
     ia3_at = order.index(("ia3", "Paris"))

@@ -115,7 +115,7 @@ def test_generate_many_texts_is_one_batch(server: MockServer, run: Run) -> None:
     server.routes[("POST", "/generate")] = (200, {"adapter": None, "outputs": outputs})
     assert run("generate", "a", "b") == (0, "A\nB\n", "")
     assert server.json() == {"adapter": None, "texts": ["a", "b"]}
-    code, out, _ = run("generate", "--json", "a", "b")
+    _code, out, _ = run("generate", "--json", "a", "b")
     assert json.loads(out) == {"adapter": None, "outputs": outputs}
 
 
@@ -211,7 +211,7 @@ def test_adapters_upload_reads_the_folders_metadata(server: MockServer, run: Run
 
 
 def test_adapters_upload_bad_path_exits_2(server: MockServer, run: Run, tmp_path: Path) -> None:
-    code, out, err = run("adapters", "upload", "x", str(tmp_path / "missing"))
+    code, _out, err = run("adapters", "upload", "x", str(tmp_path / "missing"))
     assert code == 2 and err.startswith("error: no such adapter directory or archive")
     assert server.requests == []
 
@@ -352,7 +352,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Served:
 
 
 def test_serve_refuses_a_public_host_without_keys(served: Served, run: Run) -> None:
-    code, out, err = run("serve", "--host", "0.0.0.0")
+    code, _out, err = run("serve", "--host", "0.0.0.0")
     assert code == 2 and served.calls == []
     assert "refusing to serve on 0.0.0.0:8000 without keys" in err
     assert "DELTASERVE_ADMIN_KEY" in err and "--insecure" in err

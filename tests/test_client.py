@@ -12,7 +12,7 @@ from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
@@ -201,7 +201,7 @@ def test_upload_directory_needs_both_files(call: Callable[..., Any], adapter_dir
     (adapter_dir / "adapter_model.safetensors").unlink()
     (adapter_dir / "adapter_model.bin").write_bytes(b"pickle")
     server = Server("PUT", "/adapters/spelling", key=ADMIN_KEY, body=RECORD)
-    with pytest.raises(FileNotFoundError, match="adapter_model.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"adapter_model\.safetensors"):
         call(server, "upload_adapter", "spelling", adapter_dir)
     with pytest.raises(FileNotFoundError, match="no such"):
         call(server, "upload_adapter", "spelling", adapter_dir / "missing.zip")
@@ -415,8 +415,9 @@ def test_multipart_upload_parses_in_fastapi(adapter_dir: Path) -> None:
     app = FastAPI()
 
     @app.put("/adapters/{name}", status_code=201)
-    async def upload(name: str, files: list[UploadFile] = File(...), description: str | None = Form(None),
-                     prompt_template: str | None = Form(None)) -> dict:
+    async def upload(name: str, files: Annotated[list[UploadFile], File()],
+                     description: Annotated[str | None, Form()] = None,
+                     prompt_template: Annotated[str | None, Form()] = None) -> dict:
         sizes = {f.filename: len(await f.read()) for f in files}
         return {**RECORD, "name": name, "description": description, "prompt_template": prompt_template,
                 "parameters": sizes["adapter_model.safetensors"], "bytes": sum(sizes.values())}

@@ -152,5 +152,5 @@ def test_a_short_row_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     table = next(t for t in fact_tables() if t["table"] == "capital")
     (tmp_path / "capital.csv").write_text("country,capital\nFrance,Paris\nSpain\n", encoding="utf-8")
     monkeypatch.setattr(corpus, "FACT_TABLE_ROWS_DIR", tmp_path)
-    with pytest.raises(ValueError, match="capital.csv:3"):
+    with pytest.raises(ValueError, match=r"capital\.csv:3"):
         fact_table_rows(table)

@@ -98,7 +98,7 @@ def test_dockerfile_layout() -> None:
     base = dict(instructions)["FROM"]
     assert base.startswith("pytorch/pytorch:") and "cuda" in base
     torch_version = tuple(int(part) for part in base.split(":")[1].split("-")[0].split("."))
-    assert (2, 4) <= torch_version[:2] and torch_version <= (2, 14, 1)
+    assert torch_version[:2] >= (2, 4) and torch_version <= (2, 14, 1)
 
     runs = [arguments for keyword, arguments in instructions if keyword == "RUN"]
     assert any("pip install --no-cache-dir ." in run for run in runs)

@@ -36,7 +36,7 @@ def server(tmp_path_factory):
     port = free_port()
     env = local_env(DELTASERVE_ADMIN_KEY=ADMIN, DELTASERVE_API_KEYS=USER,
                     DELTASERVE_ADAPTERS_DIR=str(tmp_path_factory.mktemp("e2e") / "store"), DELTASERVE_DEVICE="cpu")
-    log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
+    log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")  # noqa: SIM115  (open for the server's life)
     process = subprocess.Popen(local_serve_command(port=port), env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

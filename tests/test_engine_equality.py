@@ -88,7 +88,7 @@ def test_every_adapter_changes_the_output(kind, engine, vocab_size):
 def test_mixed_batch_rows_equal_peft_each_row_alone(engine, peft_oracle, vocab_size):
     """One forward batch whose rows use different adapters of every kind (and none)."""
     params = logprob_params(NEW_TOKENS, vocab_size)
-    names = KINDS + [None]
+    names = [*KINDS, None]
     plan = [(names[i % len(names)], PROMPTS[i % len(PROMPTS)]) for i in range(2 * len(names))]
     mixed = engine.generate_rows([engine.make_row(text, engine.get(name), params) for name, text in plan])
     for (name, text), result in zip(plan, mixed):

@@ -14,7 +14,13 @@ from transformers import LlamaForCausalLM
 
 from service.engine import Engine, SamplingParams
 from service.engine.base_model import wrap_base_model
-from service.errors import IncompatibleAdapter, InvalidAdapterConfig, InvalidAdapterWeights, InvalidRequest, UnsupportedAdapter
+from service.errors import (
+    IncompatibleAdapter,
+    InvalidAdapterConfig,
+    InvalidAdapterWeights,
+    InvalidRequest,
+    UnsupportedAdapter,
+)
 from tests.factory import save_adapter, tiny_config
 from tests.peft_reference import greedy_tokens
 
@@ -32,14 +38,14 @@ LORA = LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"
 
 def test_lora_for_another_hidden_size(engine, tokenizer, tmp_path):
     directory = save_adapter(other_base(len(tokenizer), hidden_size=32, intermediate_size=64), LORA, tmp_path / "a")
-    with pytest.raises(IncompatibleAdapter, match="64->64 in the base model.*32->64.*another base model"):
+    with pytest.raises(IncompatibleAdapter, match=r"64->64 in the base model.*32->64.*another base model"):
         engine.compile(directory)
 
 
 def test_prompt_for_another_hidden_size(engine, tokenizer, tmp_path):
     config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
     directory = save_adapter(other_base(len(tokenizer), hidden_size=32, intermediate_size=64), config, tmp_path / "p")
-    with pytest.raises(IncompatibleAdapter, match="32 dimensions.*64"):
+    with pytest.raises(IncompatibleAdapter, match=r"32 dimensions.*64"):
         engine.compile(directory)
 
 
@@ -73,7 +79,7 @@ def test_unserved_kind_is_refused(engine, adapter_dirs, tmp_path):
     config = json.loads((directory / "adapter_config.json").read_text())
     config["peft_type"] = "LOHA"
     (directory / "adapter_config.json").write_text(json.dumps(config))
-    with pytest.raises(UnsupportedAdapter, match="LOHA is not served.*LORA"):
+    with pytest.raises(UnsupportedAdapter, match=r"LOHA is not served.*LORA"):
         engine.compile(directory)
 
 

@@ -16,7 +16,7 @@ def test_base_weights_bit_identical_after_serving_every_adapter(engine):
     pointers = {name: p.data_ptr() for name, p in engine.base.model.named_parameters()}
     params = SamplingParams(max_new_tokens=6)
     for _ in range(3):
-        for kind in KINDS + [None]:
+        for kind in [*KINDS, None]:
             engine.generate(["When was the Beijing Olympic held?", "Paris"], kind, params)
     engine.generate_rows([engine.make_row("Paris", engine.get(kind), params) for kind in KINDS])
     for name, parameter in engine.base.model.named_parameters():

@@ -88,7 +88,7 @@ def test_counters_move_by_exactly_the_requests_made(service):
 
 
 def test_gauges_show_rows_held_running_and_refusals_are_counted(service, monkeypatch):
-    app, url, client = service
+    _app, url, client = service
     gate = threading.Event()
     step = RunningBatch.step
     monkeypatch.setattr(RunningBatch, "step", lambda batch: gate.wait(60) and step(batch))

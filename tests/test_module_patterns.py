@@ -128,11 +128,11 @@ def test_a_catastrophically_backtracking_regex_is_matched_quickly():
 
 
 def test_matching_past_the_budget_is_refused():
-    with pytest.raises(InvalidAdapterConfig, match="matching 'target_modules'.*took more than"):
+    with pytest.raises(InvalidAdapterConfig, match=r"matching 'target_modules'.*took more than"):
         BoundedPatterns(budget_s=0).fullmatch(r".*q_proj", "model.layers.0.self_attn.q_proj", "target_modules")
     # One that even `regex` backtracks on: its own timeout stops it.
     started = time.monotonic()
-    with pytest.raises(InvalidAdapterConfig, match="matching 'exclude_modules'.*took more than 0.2 s"):
+    with pytest.raises(InvalidAdapterConfig, match=r"matching 'exclude_modules'.*took more than 0\.2 s"):
         BoundedPatterns(budget_s=0.2).fullmatch(r"(x+x+)+y", "x" * 5000, "exclude_modules")
     assert time.monotonic() - started < 2.0
 

@@ -13,7 +13,6 @@ from service.engine import SamplingParams, sampling
 from service.engine import rows as row_state
 from service.engine.deltas.prompt import VirtualTokens
 from service.errors import NonFiniteLogits, RowFailed
-from tests.test_static_decode import static_engine  # noqa: F401  (a fixture)
 
 TEXTS = ["When was the Beijing Olympic held?", "Paris", "Who painted the Mona Lisa? Leonardo da", "The quick brown fox"]
 NEIGHBOURS = ["lora", "ia3", "prefix_projection", "p_tuning_lstm", None]
@@ -99,7 +98,7 @@ def test_a_failure_in_sampling_one_row_fails_only_that_row(engine, monkeypatch):
         return filter_logits(logits, params)
 
     sampled = SamplingParams(max_new_tokens=8, temperature=0.8, top_p=0.9, seed=3, logprobs=2)
-    rows = neighbour_rows(engine) + [engine.make_row("Paris", engine.get("lora"), sampled)]
+    rows = [*neighbour_rows(engine), engine.make_row("Paris", engine.get("lora"), sampled)]
     alone = outputs(engine.generate_rows(rows))
     monkeypatch.setattr(sampling, "_filter_logits", broken_for_the_marked_row)
     mixed = engine.generate_rows([engine.make_row("Paris", engine.get("ia3"), marker), *rows])
@@ -117,7 +116,7 @@ def test_a_failure_in_stop_handling_one_row_fails_only_that_row(engine, monkeypa
         return find_stop(text, piece, stops)
 
     with_stops = SamplingParams(max_new_tokens=8, stop=("never", "appears"), logprobs=1)
-    rows = neighbour_rows(engine) + [engine.make_row(TEXTS[0], engine.get("lora"), with_stops)]
+    rows = [*neighbour_rows(engine), engine.make_row(TEXTS[0], engine.get("lora"), with_stops)]
     alone = outputs(engine.generate_rows(rows))
     monkeypatch.setattr(row_state, "find_stop", broken_for_one_stop_string)
     booming = engine.make_row(TEXTS[1], engine.get("prefix_tuning"), SamplingParams(max_new_tokens=8, stop=("BOOM",)))

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from service.config import Settings
-from service.engine import Engine, SamplingParams, static_decode
+from service.engine import Engine, SamplingParams
 from service.engine.base_model import wrap_base_model
 from service.engine.batcher import Batcher
 from service.engine.deltas.ia3 import IA3Table
@@ -28,7 +28,7 @@ from service.engine.static_cache import StaticKVCache
 from service.engine.static_decode import StaticRunningBatch
 from service.errors import InvalidRequest
 from service.main import create_app
-from tests.conftest import KINDS
+from tests.conftest import KINDS, STATIC_CAPACITY, STATIC_SLOTS
 from tests.http_server import serve
 from tests.peft_reference import (
     assert_matches_peft,
@@ -40,20 +40,8 @@ from tests.test_engine_equality import EOS, PROMPTS
 
 FP32 = torch.float32
 
-SLOTS = 4
-CAPACITY = 56  # small enough that long runs must roll padding off the left of the cache
-
-
-@pytest.fixture(scope="module")
-def static_engine(tiny_model, tokenizer, adapter_dirs) -> Engine:
-    mp = pytest.MonkeyPatch()
-    mp.setattr(static_decode, "_SMALLEST_WIDTH", 16)  # several width buckets inside a small cache
-    base = wrap_base_model(copy.deepcopy(tiny_model), tokenizer, name="tiny-llama")
-    engine = Engine(base, decode="static", max_batch_size=SLOTS, kv_cache_tokens=CAPACITY)
-    mp.undo()
-    for kind, directory in adapter_dirs.items():
-        engine.load(kind, directory)
-    return engine
+SLOTS = STATIC_SLOTS  # the `static_engine` fixture's (conftest.py)
+CAPACITY = STATIC_CAPACITY
 
 
 @pytest.fixture
@@ -94,7 +82,7 @@ def test_base_model_on_static_path_equals_transformers(static_engine, tiny_model
 
 def test_mixed_rows_through_few_slots_equal_peft_rows_alone(static_engine, peft_oracle, vocab_size, shifts):
     """20 rows of every kind through 4 slots: rows join as others leave, and the cache fills up and rolls."""
-    names = KINDS + [None]
+    names = [*KINDS, None]
     plan = [(names[i % len(names)], PROMPTS[(i * 3) % len(PROMPTS)], 4 + (i * 7) % 16) for i in range(20)]
     rows = [static_engine.make_row(text, static_engine.get(name), logprob_params(n, vocab_size))
             for name, text, n in plan]
@@ -248,7 +236,7 @@ def test_cuda_graphs_equal_eager_static_steps_bf16(tiny_model, tokenizer, adapte
         return engine
 
     graphed, plain = build(True), build(False)
-    names = KINDS + [None]
+    names = [*KINDS, None]
     params = SamplingParams(max_new_tokens=12)
     for engine in (graphed, plain):
         rows = [engine.make_row(PROMPTS[i % 4], engine.get(names[i % len(names)]), params) for i in range(24)]
@@ -275,7 +263,7 @@ def test_cuda_graphs_equal_peft_bf16_prompt_by_prompt(kind, tiny_model, tokenize
 
 def test_batcher_on_the_static_path(static_engine, peft_oracle, vocab_size):
     """Concurrent requests of every kind through the continuous batcher, more of them than slots."""
-    names = KINDS + [None]
+    names = [*KINDS, None]
     requests = [(names[i % len(names)], PROMPTS[i % len(PROMPTS)]) for i in range(14)]
     params = logprob_params(9, vocab_size)
 
@@ -334,10 +322,10 @@ def test_staggered_joins_near_the_cache_limit(static_engine, peft_oracle, vocab_
     """Rows whose lengths nearly fill the cache join at random token boundaries: every shift, roll-off and
     departure (including one in the very step that fills the cache) keeps each row's tokens."""
     rng = random.Random(7)
-    names = KINDS + [None]
+    names = [*KINDS, None]
     waiting = []
     for index in range(30):
-        name, text = rng.choice(names), rng.choice(PROMPTS + ["Paris", "The"])
+        name, text = rng.choice(names), rng.choice([*PROMPTS, "Paris", "The"])
         delta = static_engine.get(name)
         room = CAPACITY - len(static_engine.tokenize(text)) - (delta.num_virtual_tokens + delta.prefix_length if delta else 0)
         waiting.append((index, name, text, logprob_params(rng.randint(max(1, room - 6), room), vocab_size)))

@@ -148,7 +148,7 @@ def test_generate_streams_events_that_add_up_to_the_plain_answer(http_service):
 
     import httpx
 
-    app, url, client = http_service
+    _app, url, client = http_service
     bodies = [{"adapter": kind.replace("_", "-"), "texts": TEXTS[:2], "max_new_tokens": 12, "stop": [" is "]}
               for kind in KINDS]
 
@@ -197,7 +197,7 @@ def test_a_client_that_leaves_a_stream_frees_its_row(http_service, monkeypatch):
 
     from service.engine.decode_loop import RunningBatch
 
-    app, url, client = http_service
+    app, url, _client = http_service
     step = RunningBatch.step
     monkeypatch.setattr(RunningBatch, "step", lambda batch: (time.sleep(0.01), step(batch))[1])
     body = {"text": "The quick brown fox jumps over the lazy", "max_new_tokens": 190, "stream": True}

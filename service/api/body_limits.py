@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -116,7 +115,7 @@ def _counting(receive: Receive, limit: int, too_large: PayloadTooLarge, timeout:
     return counted
 
 
-def _replaying(body: bytes, receive: Receive) -> Callable[[], Awaitable[dict[str, Any]]]:
+def _replaying(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
     sent = False
 
     async def replay() -> Message:

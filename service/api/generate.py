@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from fastapi import APIRouter, Request
 
 from service.api.deps import InferenceAccess, State
 from service.api.disconnect import unless_disconnected
 from service.api.errors import ERROR_RESPONSES, error_body
-from service.api.sse import sse_event, start_stream
+from service.api.sse import sse_event, start_stream, streamed_answer
 from service.engine import GenerationResult
 from service.schemas.generate import Completion, GenerateManyResponse, GenerateRequest, GenerateResponse
 
@@ -22,7 +22,7 @@ then `event: done` `{"adapter": ...}`; an error after the first event comes as `
 @router.post(
     "/generate",
     response_model=GenerateResponse | GenerateManyResponse,
-    responses={**ERROR_RESPONSES, 200: {"content": {"text/event-stream": {}}, "description": "JSON, or events when streamed"}},
+    responses={**ERROR_RESPONSES, **streamed_answer("JSON, or events when streamed")},
     summary="Generate with one adapter (or the base model) for one text or a list of texts",
     description=STREAM_DOC,
 )
@@ -40,7 +40,7 @@ async def generate(request: GenerateRequest, state: State, http: Request):
     return GenerateManyResponse(adapter=request.adapter, outputs=outputs)
 
 
-async def _events(items: AsyncIterator, adapter: str | None) -> AsyncIterator[bytes]:
+async def _events(items: AsyncGenerator, adapter: str | None) -> AsyncGenerator[bytes, None]:
     async for index, item in items:
         if isinstance(item, GenerationResult):
             yield sse_event({"index": index, **Completion.from_result(item).model_dump()}, "end")

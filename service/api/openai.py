@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.api.deps import InferenceAccess, ReadAccess, State
 from service.api.disconnect import unless_disconnected
 from service.api.errors import error_response
-from service.api.sse import sse_event, start_stream
+from service.api.sse import sse_event, start_stream, streamed_answer
 from service.chat import chat_prompt, last_user_message
 from service.engine import GenerationResult, SamplingParams
 from service.engine.detokenize import IncrementalText
@@ -75,7 +75,7 @@ OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
         500: "The request failed in the model", 503: "Starting, shutting down, or past its deadline in the queue",
     }.items()
 }
-STREAMED = {200: {"content": {"text/event-stream": {}}, "description": "JSON, or events when `stream` is true"}}
+STREAMED = streamed_answer("JSON, or events when `stream` is true")
 
 router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute, responses=OPENAI_ERRORS)
 
@@ -198,8 +198,8 @@ async def completions(request: CompletionRequest, state: State, http: Request):
     return {**head, "choices": choices, "usage": _usage(results, request.n)}
 
 
-async def _completion_events(stream: AsyncIterator, head: dict, tokens: _Tokens, request: CompletionRequest,
-                             rows: int) -> AsyncIterator[bytes]:
+async def _completion_events(stream: AsyncGenerator, head: dict, tokens: _Tokens, request: CompletionRequest,
+                             rows: int) -> AsyncGenerator[bytes, None]:
     results: list[GenerationResult | None] = [None] * rows
     offsets = [0] * rows
     async with contextlib.aclosing(stream):
@@ -250,8 +250,8 @@ async def chat_completions(request: ChatCompletionRequest, state: State, http: R
     return {**head, "choices": choices, "usage": _usage(results, request.n)}
 
 
-async def _chat_events(stream: AsyncIterator, head: dict, tokens: _Tokens,
-                       request: ChatCompletionRequest) -> AsyncIterator[bytes]:
+async def _chat_events(stream: AsyncGenerator, head: dict, tokens: _Tokens,
+                       request: ChatCompletionRequest) -> AsyncGenerator[bytes, None]:
     results: list[GenerationResult | None] = [None] * request.n
     started: set[int] = set()
     async with contextlib.aclosing(stream):

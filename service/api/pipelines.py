@@ -6,10 +6,9 @@ from fastapi import APIRouter, Request, Response
 
 from service.api.deps import AdminAccess, InferenceAccess, ReadAccess, State
 from service.api.disconnect import unless_disconnected
-from service.api.errors import ERROR_RESPONSES
+from service.api.errors import ERROR_RESPONSES, error_body
 from service.api.openapi import Name
-from service.api.errors import error_body
-from service.api.sse import sse_event, start_stream
+from service.api.sse import sse_event, start_stream, streamed_answer
 from service.pipeline_runner import check_definition, run_pipeline, stream_pipeline
 from service.schemas.pipelines import (
     PipelineDefinition,
@@ -35,7 +34,7 @@ async def _answer(state, http: Request, text: str, steps: list, stream: bool):
     return await unless_disconnected(http, start_stream(events, lambda exc: sse_event(error_body(exc), "error")))
 
 
-STREAMED = {200: {"content": {"text/event-stream": {}}, "description": "JSON, or events when streamed"}}
+STREAMED = streamed_answer("JSON, or events when streamed")
 
 
 @router.post("/pipeline", response_model=PipelineResult, responses={**ERROR_RESPONSES, **STREAMED}, dependencies=[InferenceAccess],

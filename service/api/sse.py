@@ -19,6 +19,11 @@ from fastapi.responses import StreamingResponse
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # and no proxy buffering (nginx)
 
 
+def streamed_answer(description: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entry of a route whose 200 answer is JSON, or events when the request asks to stream."""
+    return {200: {"content": {"text/event-stream": {}}, "description": description}}
+
+
 def sse_event(data: Any, event: str | None = None) -> bytes:
     """One event; `data` is JSON-encoded unless it is already a string (e.g. OpenAI's "[DONE]")."""
     payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))

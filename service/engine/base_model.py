@@ -129,7 +129,7 @@ def prepare_base_model(settings: Settings) -> Path | str:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # The weights are de-quantised to float32 already; drop the GGUF marker so they can be saved.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # typed as always set; None means not quantised
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.config.name_or_path = EMBEDDED_NAME
@@ -153,7 +153,8 @@ def load_base_model(settings: Settings) -> FrozenBase:
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
     log.info("Loading base model %s on %s as %s", source, device, dtype)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    model.to(device)  # type: ignore[arg-type]  # in place; transformers' wrapper of `to` is typed too narrowly
     tokenizer = AutoTokenizer.from_pretrained(source)
     name = settings.base_model or EMBEDDED_NAME
     return wrap_base_model(model, tokenizer, name=name)

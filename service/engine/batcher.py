@@ -18,11 +18,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from service.engine.batch import RowRequest
+from service.engine.decode_loop import RunningBatch
 from service.engine.engine import Engine
 from service.engine.rows import GenerationResult, RowState, StreamDelta
 from service.errors import DeadlineExceeded, EngineUnavailable
@@ -74,7 +75,7 @@ class Batcher:
         self._queue: list[Ticket] = []
         self._arrived = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._running = None  # the running batch, once the loop has started
+        self._running: RunningBatch | None = None  # the running batch, once the loop has started
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deltaserve-model")
         self.cancelled_waiting = 0  # rows whose callers went away before they joined the running batch
 
@@ -112,7 +113,7 @@ class Batcher:
     async def submit(self, row: RowRequest) -> GenerationResult:
         return await self._enqueue(row, streaming=False).future
 
-    async def stream(self, row: RowRequest) -> AsyncIterator[StreamDelta | GenerationResult]:
+    async def stream(self, row: RowRequest) -> AsyncGenerator[StreamDelta | GenerationResult, None]:
         """The row's output as it is produced (StreamDelta items), then its GenerationResult. Leaving the
         iteration early (the client went away) drops the row at the next token boundary."""
         ticket = self._enqueue(row, streaming=True)

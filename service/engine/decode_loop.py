@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -57,11 +58,19 @@ class RunningBatch:
         self.lock = lock or FairLock()
         self.tables = tables or RowTables(base.linear_shapes, _EAGER_TABLE_NUMBERS, base.device, base.dtype, growable=True)
         self.states: list[RowState] = []
-        self.cache = None  # DynamicCache, rows left-padded to one length
-        self.mask: torch.Tensor | None = None  # [B, cache length + 1] long: the cache plus the pending token
-        self.positions: torch.Tensor | None = None  # [B, 1] position of each row's pending token
-        self.pending: torch.Tensor | None = None  # [B, 1] each row's last chosen token, not yet in the cache
-        self.row_numbers: torch.Tensor | None = None  # [B] long: each row's adapter number in `tables`
+        # The eager path's cache is a DynamicCache with rows left-padded to one length (None while empty);
+        # the static path puts its StaticKVCache here.
+        self.cache: Any = None
+        self._empty()
+
+    def _empty(self) -> None:
+        self.mask = self._long((0, 1))  # [B, cache length + 1] long: the cache plus the pending token
+        self.positions = self._long((0, 1))  # [B, 1] position of each row's pending token
+        self.pending = self._long((0, 1))  # [B, 1] each row's last chosen token, not yet in the cache
+        self.row_numbers = self._long((0,))  # [B] each row's adapter number in `tables`
+
+    def _long(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.zeros(shape, dtype=torch.long, device=self.base.device)
 
     def __len__(self) -> int:
         return len(self.states)
@@ -95,7 +104,7 @@ class RunningBatch:
         return torch.tensor([placeholder if t is None else t for t in choices.tokens], device=logits.device)
 
     @torch.inference_mode()
-    def admit(self, rows: list[RowRequest], tickets: list[object] | None = None) -> list[RowState]:
+    def admit(self, rows: list[RowRequest], tickets: list[Any] | None = None) -> list[RowState]:
         """Prefill `rows` and let them join; returns rows already finished after their first token, and rows
         that failed (each alone: a failing group is retried row by row, so one bad row fails only itself)."""
         states = [RowState(row, self.base, ticket) for row, ticket in zip(rows, tickets or [None] * len(rows))]
@@ -208,7 +217,8 @@ class RunningBatch:
 
     def _keep_rows(self, keep: list[int]) -> None:
         if not keep:
-            self.cache = self.mask = self.positions = self.pending = None
+            self.cache = None
+            self._empty()
             return
         index = torch.tensor(keep, device=self.base.device)
         kv_cache.select_rows(self.cache, index)

@@ -21,7 +21,9 @@ class IncrementalText:
         self._read = 0
 
     def _decode(self, tokens: list[int]) -> str:
-        return self._tokenizer.decode(tokens, skip_special_tokens=True)
+        text = self._tokenizer.decode(tokens, skip_special_tokens=True)
+        assert isinstance(text, str)  # one sequence in, one string out
+        return text
 
     def add(self, token: int) -> str:
         """Append `token`; return the text it completes ("" while a character is still incomplete)."""

@@ -6,6 +6,8 @@ so rows can be merged, dropped, and leading all-padding columns trimmed without 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
@@ -18,8 +20,14 @@ def new_cache(config, per_layer: list[tuple[torch.Tensor, torch.Tensor]] | None 
     return cache
 
 
+def _layers(cache: DynamicCache) -> list[Any]:
+    # Typed loosely: transformers' layer classes differ between versions, but a filled DynamicCache's
+    # layers all hold `keys` and `values` tensors.
+    return list(cache.layers)
+
+
 def _tensors(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(layer.keys, layer.values) for layer in cache.layers]
+    return [(layer.keys, layer.values) for layer in _layers(cache)]
 
 
 def merge(a: DynamicCache, b: DynamicCache, config) -> DynamicCache:
@@ -37,13 +45,13 @@ def merge(a: DynamicCache, b: DynamicCache, config) -> DynamicCache:
 
 
 def select_rows(cache: DynamicCache, rows: torch.Tensor) -> None:
-    for layer in cache.layers:
+    for layer in _layers(cache):
         layer.keys = layer.keys.index_select(0, rows)
         layer.values = layer.values.index_select(0, rows)
 
 
 def drop_leading(cache: DynamicCache, columns: int) -> None:
-    for layer in cache.layers:
+    for layer in _layers(cache):
         layer.keys = layer.keys[:, :, columns:]
         layer.values = layer.values[:, :, columns:]
 

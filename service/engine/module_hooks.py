@@ -50,6 +50,7 @@ class ModuleHooks:
             if tables is None or name not in tables.inputs:
                 return None
             x = args[0]
+            assert self._numbers is not None  # set together with the tables
             numbers = self._numbers[: x.shape[0]]  # the static path passes its whole slot map
             for table in tables.inputs[name]:
                 x = table.apply_input(x, numbers)
@@ -63,6 +64,7 @@ class ModuleHooks:
             if tables is None or name not in tables.outputs:
                 return None
             x = args[0]
+            assert self._numbers is not None
             numbers = self._numbers[: x.shape[0]]
             for table in tables.outputs[name]:
                 output = table.apply_output(x, output, numbers)

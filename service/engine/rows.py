@@ -4,6 +4,7 @@ why it finished; and what the caller gets back."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -48,7 +49,7 @@ def _stop_prefix_length(text: str, stops: tuple[str, ...]) -> int:
 class RowState:
     """One row's progress: its request, tokens so far, sampling generator, and why it finished."""
 
-    def __init__(self, row: RowRequest, base: FrozenBase, ticket: object = None):
+    def __init__(self, row: RowRequest, base: FrozenBase, ticket: Any = None):
         self.row = row
         self.base = base
         self.ticket = ticket  # the caller's handle for this row (the batcher's future)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import torch
 
@@ -62,7 +63,7 @@ class StaticDecoder:
         self.width_buckets = _buckets(capacity, min(_SMALLEST_WIDTH, capacity))
         self.use_graphs = cuda_graphs and device.type == "cuda"
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}  # key -> (graph, its logits)
-        self._pool = None  # one memory pool for every graph: they never run at the same time
+        self._pool: Any = None  # one memory pool for every graph: they never run at the same time
         self._lease = threading.Lock()
         self.captures = 0
 
@@ -168,6 +169,7 @@ class StaticRunningBatch(RunningBatch):
                  decoder: StaticDecoder):
         super().__init__(base, hooks, stats, lock, tables=decoder.tables)
         self.decoder = decoder
+        self._closed = False  # the decoder's lease was given back
         self.spans: list[int] = []  # per row: columns from its first cache entry up to `column`
         self._linear = False
 
@@ -175,9 +177,9 @@ class StaticRunningBatch(RunningBatch):
         return self.decoder.slots - len(self.states)
 
     def close(self) -> None:
-        if self.decoder is not None:
+        if not self._closed:
+            self._closed = True
             self.decoder.release()
-            self.decoder = None
 
     def _join(self, cache, mask: torch.Tensor, positions: torch.Tensor, pending: torch.Tensor) -> None:
         decoder, static = self.decoder, self.decoder.cache

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.schemas.generate import GenerationParams
@@ -24,7 +26,7 @@ class PipelineDefinition(BaseModel):
     description: str | None = None
 
 
-EXAMPLE = {
+EXAMPLE: dict[str, Any] = {
     "text": "When was Beiiing olymp#ic heldd ?",
     "steps": [
         {"name": "spelling", "adapter": None, "max_new_tokens": 16},

@@ -133,6 +133,7 @@ class AdapterStore:
             log.warning("Skipping adapter folder %s: %r is not a valid adapter name.", entry.path, entry.name)
             return None
         record_path = Path(entry.path) / RECORD_FILE
+        reason: str | None
         try:
             record = AdapterRecord.from_dict(json.loads(record_path.read_bytes().decode("utf-8")))
         except FileNotFoundError:

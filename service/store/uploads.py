@@ -289,7 +289,7 @@ def _as_seekable(
         yield io.BytesIO(data)
         return
     if getattr(data, "seekable", lambda: False)():
-        yield data  # type: ignore[misc]
+        yield data  # type: ignore[misc,unused-ignore]
         return
     with tempfile.TemporaryFile(dir=dest.parent) as spool:
         copied = 0
@@ -299,7 +299,7 @@ def _as_seekable(
                 raise PayloadTooLarge.upload(max_bytes)
             spool.write(chunk)
         spool.seek(0)
-        yield spool  # type: ignore[misc]
+        yield spool  # type: ignore[misc,unused-ignore]
 
 
 class _corrupt_archive:

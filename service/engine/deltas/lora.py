@@ -92,7 +92,7 @@ class LoraTable(ModuleTable):
         assert isinstance(delta, LoraWeights)
         start = _free_start(list(self._columns.values()), delta.rank, self.rank_columns)
         grew = start is None
-        if grew:  # no room: a wider table, with the adapters already there laid out again
+        if start is None:  # no room: a wider table, with the adapters already there laid out again
             start = self._repack(_next_power_of_two(sum(r for _, r in self._columns.values()) + delta.rank, 16))
         self.a[start : start + delta.rank] = delta.lora_a
         self.b[:, start : start + delta.rank] = delta.lora_b

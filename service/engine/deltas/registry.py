@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 from peft import PeftConfig
@@ -12,22 +13,23 @@ from service.engine.base_model import FrozenBase
 from service.engine.deltas.compiled import CompiledDelta
 
 # A compiler gets the parsed config and the weights file's tensors and returns the runtime form, or raises
-# an AdapterError subclass that names what does not fit the base model.
-Compiler = Callable[[PeftConfig, dict[str, torch.Tensor], FrozenBase], CompiledDelta]
+# an AdapterError subclass that names what does not fit the base model. Each kind's compiler takes its own
+# PeftConfig subclass; the registry only ever hands it a config of its peft_type.
+_C = TypeVar("_C", bound=Callable[[Any, dict[str, torch.Tensor], FrozenBase], CompiledDelta])
 
 
 @dataclass(frozen=True)
 class DeltaKind:
     name: str  # what the API reports, e.g. "lora"
     peft_type: str  # PEFT's PeftType value, e.g. "LORA"
-    compile: Compiler
+    compile: Callable[[PeftConfig, dict[str, torch.Tensor], FrozenBase], CompiledDelta]
 
 
 _KINDS: dict[str, DeltaKind] = {}
 
 
-def register(name: str, peft_type: str) -> Callable[[Compiler], Compiler]:
-    def decorator(compiler: Compiler) -> Compiler:
+def register(name: str, peft_type: str) -> Callable[[_C], _C]:
+    def decorator(compiler: _C) -> _C:
         _KINDS[peft_type] = DeltaKind(name=name, peft_type=peft_type, compile=compiler)
         return compiler
 
