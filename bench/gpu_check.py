@@ -18,8 +18,16 @@ import time
 from pathlib import Path
 
 STEPS = [
-    ("cuda-tests", [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests/", "-p", "no:cacheprovider"], "cuda-tests.txt"),
-    ("bench-smollm2-135m", [sys.executable, "-m", "bench.run", "--shape", "smollm2-135m", "--reps", "2"], "smollm2-135m.json"),
+    (
+        "cuda-tests",
+        [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests/", "-p", "no:cacheprovider"],
+        "cuda-tests.txt",
+    ),
+    (
+        "bench-smollm2-135m",
+        [sys.executable, "-m", "bench.run", "--shape", "smollm2-135m", "--reps", "2"],
+        "smollm2-135m.json",
+    ),
     ("bench-llama-1b", [sys.executable, "-m", "bench.run", "--shape", "llama-1b", "--reps", "2"], "llama-1b.json"),
 ]
 

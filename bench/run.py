@@ -42,10 +42,38 @@ from service.engine.batcher import Batcher
 from service.engine.deltas import compile_directory
 
 SHAPES = {
-    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512},
-    "smollm2-135m": {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152},
-    "llama-1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256},
-    "llama-8b": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256},
+    "tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 512,
+    },
+    "smollm2-135m": {
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "vocab_size": 49152,
+    },
+    "llama-1b": {
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 128256,
+    },
+    "llama-8b": {
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 128256,
+    },
 }
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -77,10 +105,32 @@ def word_level_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
 def adapter_configs(count: int) -> list[tuple[str, object]]:
     """`count` adapters cycling through every kind: LoRA ranks 8-64, IA3, prompt tuning, P-tuning, prefix."""
     kinds = [
-        ("lora-r8", LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, target_modules=ATTENTION, init_lora_weights=False)),
-        ("lora-r16", LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, target_modules=ATTENTION, init_lora_weights=False)),
-        ("lora-r64", LoraConfig(task_type="CAUSAL_LM", r=64, lora_alpha=64, target_modules=[*ATTENTION, "down_proj"], init_lora_weights=False)),
-        ("ia3", IA3Config(task_type="CAUSAL_LM", target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"])),
+        (
+            "lora-r8",
+            LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, target_modules=ATTENTION, init_lora_weights=False),
+        ),
+        (
+            "lora-r16",
+            LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, target_modules=ATTENTION, init_lora_weights=False),
+        ),
+        (
+            "lora-r64",
+            LoraConfig(
+                task_type="CAUSAL_LM",
+                r=64,
+                lora_alpha=64,
+                target_modules=[*ATTENTION, "down_proj"],
+                init_lora_weights=False,
+            ),
+        ),
+        (
+            "ia3",
+            IA3Config(
+                task_type="CAUSAL_LM",
+                target_modules=["k_proj", "v_proj", "down_proj"],
+                feedforward_modules=["down_proj"],
+            ),
+        ),
         ("prompt", PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20)),
         ("ptuning", PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=16, encoder_hidden_size=128)),
         ("prefix", PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=16)),
@@ -94,7 +144,9 @@ def save_adapters(model, configs, root: Path) -> dict[str, Path]:
         peft_model = get_peft_model(model, copy.deepcopy(config))
         peft_model.save_pretrained(str(root / name))
         # Take the adapter back out so the next one starts from the plain base model.
-        model = peft_model.unload() if not peft_model.peft_config["default"].is_prompt_learning else peft_model.base_model
+        model = (
+            peft_model.unload() if not peft_model.peft_config["default"].is_prompt_learning else peft_model.base_model
+        )
         paths[name] = root / name
     return paths
 
@@ -108,9 +160,15 @@ def main() -> None:
     parser.add_argument("--adapters", type=int, default=32, help="distinct adapters in the mixed batch")
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--skip-static", action="store_true", help="skip HF's static-cache generate (slow to compile on CPU)")
-    parser.add_argument("--decode", choices=["auto", "eager", "static"], default="auto",
-                        help="our decode path (auto: static cache + CUDA graphs on a GPU, eager on CPU)")
+    parser.add_argument(
+        "--skip-static", action="store_true", help="skip HF's static-cache generate (slow to compile on CPU)"
+    )
+    parser.add_argument(
+        "--decode",
+        choices=["auto", "eager", "static"],
+        default="auto",
+        help="our decode path (auto: static cache + CUDA graphs on a GPU, eager on CPU)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -129,10 +187,18 @@ def main() -> None:
     gen = {"max_new_tokens": N, "min_new_tokens": N, "do_sample": False}
     tokens = B * N
     results: dict = {
-        "setup": {"shape": args.shape, "batch": B, "prompt_tokens": P, "new_tokens": N, "adapters": args.adapters,
-                  "device": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu",
-                  "dtype": str(dtype).removeprefix("torch."), "torch": torch.__version__,
-                  "transformers": transformers.__version__, "peft": peft.__version__},
+        "setup": {
+            "shape": args.shape,
+            "batch": B,
+            "prompt_tokens": P,
+            "new_tokens": N,
+            "adapters": args.adapters,
+            "device": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu",
+            "dtype": str(dtype).removeprefix("torch."),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+        },
         "tok_s": {},
     }
 
@@ -141,10 +207,19 @@ def main() -> None:
         print(f"{label:38s} {count / seconds:10.1f} tokens/s", flush=True)
 
     with torch.inference_mode():
-        record("hf_generate_eager", timed(lambda: model.generate(input_ids=ids, attention_mask=mask, **gen), device, args.reps))
+        record(
+            "hf_generate_eager",
+            timed(lambda: model.generate(input_ids=ids, attention_mask=mask, **gen), device, args.reps),
+        )
         if not args.skip_static:
-            record("hf_generate_static_cache", timed(
-                lambda: model.generate(input_ids=ids, attention_mask=mask, cache_implementation="static", **gen), device, args.reps))
+            record(
+                "hf_generate_static_cache",
+                timed(
+                    lambda: model.generate(input_ids=ids, attention_mask=mask, cache_implementation="static", **gen),
+                    device,
+                    args.reps,
+                ),
+            )
 
     workdir = Path(tempfile.mkdtemp(prefix="deltaserve-bench-"))
     configs = adapter_configs(args.adapters)
@@ -159,10 +234,19 @@ def main() -> None:
     peft_model.eval()
     with torch.inference_mode():
         peft_model.set_adapter("a0")
-        record("peft_one_lora", timed(lambda: peft_model.generate(input_ids=ids, attention_mask=mask, **gen), device, args.reps))
+        record(
+            "peft_one_lora",
+            timed(lambda: peft_model.generate(input_ids=ids, attention_mask=mask, **gen), device, args.reps),
+        )
         names = [f"a{i % args.adapters}" for i in range(B)]
-        record(f"peft_mixed_{args.adapters}_lora", timed(
-            lambda: peft_model.generate(input_ids=ids, attention_mask=mask, adapter_names=names, **gen), device, args.reps))
+        record(
+            f"peft_mixed_{args.adapters}_lora",
+            timed(
+                lambda: peft_model.generate(input_ids=ids, attention_mask=mask, adapter_names=names, **gen),
+                device,
+                args.reps,
+            ),
+        )
 
         def one_by_one():
             for i in range(min(B, 8)):
@@ -181,10 +265,16 @@ def main() -> None:
     base = wrap_base_model(model, tokenizer, name=args.shape)
     base.eos_token_ids = frozenset()  # as min_new_tokens above: exactly N tokens per row
     # The cache holds the longest row: prompt, the most virtual/prefix tokens of any adapter above, new tokens.
-    engine = Engine(base, max_resident_adapters=max(64, args.adapters), decode=args.decode, max_batch_size=B,
-                    kv_cache_tokens=P + N + 32)
-    results["setup"]["ours_decode"] = "eager" if engine.decoder is None else (
-        "static+cuda_graphs" if engine.decoder.use_graphs else "static")
+    engine = Engine(
+        base,
+        max_resident_adapters=max(64, args.adapters),
+        decode=args.decode,
+        max_batch_size=B,
+        kv_cache_tokens=P + N + 32,
+    )
+    results["setup"]["ours_decode"] = (
+        "eager" if engine.decoder is None else ("static+cuda_graphs" if engine.decoder.use_graphs else "static")
+    )
     for name, path in paths.items():
         engine.load(name, path)
     started = time.perf_counter()
@@ -194,12 +284,19 @@ def main() -> None:
     prompts = [row.tolist() for row in ids.cpu()]
 
     def rows_for(adapters, source=None):
-        return [RowRequest(prompt_ids=p, delta=(source or engine).get(a), params=params) for p, a in zip(prompts, adapters)]
+        return [
+            RowRequest(prompt_ids=p, delta=(source or engine).get(a), params=params) for p, a in zip(prompts, adapters)
+        ]
 
     record("ours_no_adapter", timed(lambda: engine.generate_rows(rows_for([None] * B)), device, args.reps))
-    record("ours_one_lora", timed(lambda: engine.generate_rows(rows_for([lora_names[1 % len(lora_names)]] * B)), device, args.reps))
+    record(
+        "ours_one_lora",
+        timed(lambda: engine.generate_rows(rows_for([lora_names[1 % len(lora_names)]] * B)), device, args.reps),
+    )
     mixed = [configs[i % len(configs)][0] for i in range(B)]
-    record(f"ours_mixed_{args.adapters}_all_kinds", timed(lambda: engine.generate_rows(rows_for(mixed)), device, args.reps))
+    record(
+        f"ours_mixed_{args.adapters}_all_kinds", timed(lambda: engine.generate_rows(rows_for(mixed)), device, args.reps)
+    )
 
     # Switching adapters between steps: resolving them and setting up the batch's per-row deltas. A batch's
     # row tables keep the weights of adapters already in it (only the row -> number map changes); an adapter
@@ -226,7 +323,8 @@ def main() -> None:
     results["ours_switch_resident_ms"] = switch_ms([rows_for((window[i:] + window[:i]) * B)[:B] for i in range(8)])
     # Each step one adapter leaves the batch and another (resident on the device, new to the batch) joins.
     results["ours_switch_new_to_batch_ms"] = switch_ms(
-        [rows_for([names[(i + k) % len(names)] for k in range(8)] * B)[:B] for i in range(len(names))])
+        [rows_for([names[(i + k) % len(names)] for k in range(8)] * B)[:B] for i in range(len(names))]
+    )
     # Cold load: a rank-16 LoRA compiled from disk onto the device.
     r16 = paths[next(n for n in lora_names if n.startswith("lora-r16"))]
     loads = []
@@ -260,8 +358,12 @@ def main() -> None:
 
     mixed_rate = results["tok_s"][f"ours_mixed_{args.adapters}_all_kinds"] / N * 0.5  # half of capacity
     latencies = asyncio.run(stream(4 * B, mixed_rate))
-    results["stream"] = {"requests": len(latencies), "rate_per_s": mixed_rate,
-                         "p50_ms": latencies[len(latencies) // 2], "p99_ms": latencies[int(len(latencies) * 0.99) - 1]}
+    results["stream"] = {
+        "requests": len(latencies),
+        "rate_per_s": mixed_rate,
+        "p50_ms": latencies[len(latencies) // 2],
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
+    }
 
     if engine.decoder is not None:
         # Our eager path in the same run, to show what the static path (and its graphs) gains. Built only now,
@@ -269,21 +371,27 @@ def main() -> None:
         eager = Engine(base, max_resident_adapters=max(64, args.adapters), decode="eager")
         for name, path in paths.items():
             eager.load(name, path)
-        record("ours_eager_no_adapter", timed(lambda: eager.generate_rows(rows_for([None] * B, eager)), device, args.reps))
-        record(f"ours_eager_mixed_{args.adapters}_all_kinds",
-               timed(lambda: eager.generate_rows(rows_for(mixed, eager)), device, args.reps))
+        record(
+            "ours_eager_no_adapter", timed(lambda: eager.generate_rows(rows_for([None] * B, eager)), device, args.reps)
+        )
+        record(
+            f"ours_eager_mixed_{args.adapters}_all_kinds",
+            timed(lambda: eager.generate_rows(rows_for(mixed, eager)), device, args.reps),
+        )
 
     tok = results["tok_s"]
     results["ratios"] = {
         "ours_mixed_vs_ours_no_adapter": tok[f"ours_mixed_{args.adapters}_all_kinds"] / tok["ours_no_adapter"],
         "ours_no_adapter_vs_hf_eager": tok["ours_no_adapter"] / tok["hf_generate_eager"],
         "ours_one_lora_vs_peft_one_lora": tok["ours_one_lora"] / tok["peft_one_lora"],
-        "ours_mixed_vs_peft_mixed_lora": tok[f"ours_mixed_{args.adapters}_all_kinds"] / tok[f"peft_mixed_{args.adapters}_lora"],
+        "ours_mixed_vs_peft_mixed_lora": tok[f"ours_mixed_{args.adapters}_all_kinds"]
+        / tok[f"peft_mixed_{args.adapters}_lora"],
     }
     if "ours_eager_no_adapter" in tok:
         results["ratios"]["ours_no_adapter_vs_ours_eager_path"] = tok["ours_no_adapter"] / tok["ours_eager_no_adapter"]
         results["ratios"]["ours_mixed_vs_ours_eager_path_mixed"] = (
-            tok[f"ours_mixed_{args.adapters}_all_kinds"] / tok[f"ours_eager_mixed_{args.adapters}_all_kinds"])
+            tok[f"ours_mixed_{args.adapters}_all_kinds"] / tok[f"ours_eager_mixed_{args.adapters}_all_kinds"]
+        )
     if "hf_generate_static_cache" in tok:
         results["ratios"]["ours_no_adapter_vs_hf_static"] = tok["ours_no_adapter"] / tok["hf_generate_static_cache"]
     print(json.dumps({k: v for k, v in results.items() if k != "tok_s"}, indent=1))

@@ -76,22 +76,36 @@ HEALTH_SLO_MS = 100.0  # the issue's target for /health while requests run: repo
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of load (default 120)")
-    parser.add_argument("--concurrency", type=int, default=8, help="clients sending the mixed traffic at once (default 8)")
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="clients sending the mixed traffic at once (default 8)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seeds the request mix and the adapters' weights")
-    parser.add_argument("--max-concurrent-requests", type=int, default=16,
-                        help="the server's admission bound for the run (default 16)")
+    parser.add_argument(
+        "--max-concurrent-requests", type=int, default=16, help="the server's admission bound for the run (default 16)"
+    )
     parser.add_argument("--burst", type=int, default=None, help="requests sent at once mid-run (default 4x the bound)")
     parser.add_argument("--base-model", default=None, help="DELTASERVE_BASE_MODEL (default: the embedded SmolLM2-135M)")
     parser.add_argument("--device", default="auto", help="DELTASERVE_DEVICE (default auto)")
     parser.add_argument("--health-interval", type=float, default=0.1, help="seconds between /health probes")
     parser.add_argument("--ready-timeout", type=float, default=300.0, help="seconds the server may take to load")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON result here")
-    parser.add_argument("--exclude", action="append", default=[], metavar="WORD",
-                        help="leave out the poisoned requests whose label contains WORD (a known defect while it is "
-                             "fixed); the result records it and a run with exclusions is partial")
-    parser.add_argument("--note", default="", help="a remark kept in the result, e.g. what else the machine was running")
-    parser.add_argument("--log-requests", type=Path, default=None,
-                        help="also write every request's outcome here, one JSON object a line (to trace a violation)")
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="WORD",
+        help="leave out the poisoned requests whose label contains WORD (a known defect while it is "
+        "fixed); the result records it and a run with exclusions is partial",
+    )
+    parser.add_argument(
+        "--note", default="", help="a remark kept in the result, e.g. what else the machine was running"
+    )
+    parser.add_argument(
+        "--log-requests",
+        type=Path,
+        default=None,
+        help="also write every request's outcome here, one JSON object a line (to trace a violation)",
+    )
     return parser.parse_args(argv)
 
 
@@ -121,16 +135,30 @@ async def install(soak: Soak, adapters: SoakAdapters) -> None:
     """Upload every adapter through the API (created: 201, version 1) and store the named pipeline."""
     for kind, files in adapters.served.items():
         name = f"soak-{kind}"
-        if await upload(soak, "setup.upload", name, files, Expect.of(201, validate=record_version(name, 1))) is not None:
+        if (
+            await upload(soak, "setup.upload", name, files, Expect.of(201, validate=record_version(name, 1)))
+            is not None
+        ):
             soak.catalogue.stable.append(name)
     for kind, (files, _) in adapters.variants.items():
         name = f"soak-{kind}"
-        if await upload(soak, "setup.upload", name, files, Expect.of(201, validate=record_version(name, 1))) is not None:
+        if (
+            await upload(soak, "setup.upload", name, files, Expect.of(201, validate=record_version(name, 1)))
+            is not None
+        ):
             soak.catalogue.swapped.append(name)
             soak.catalogue.versions[name] = 1
     steps = named_pipeline_steps(soak.catalogue.stable)
-    if await soak.send("setup.pipeline", "PUT", f"/pipelines/{NAMED_PIPELINE}", Expect.of(201),
-                       json={"description": "soak", "steps": steps}) is not None:
+    if (
+        await soak.send(
+            "setup.pipeline",
+            "PUT",
+            f"/pipelines/{NAMED_PIPELINE}",
+            Expect.of(201),
+            json={"description": "soak", "steps": steps},
+        )
+        is not None
+    ):
         soak.catalogue.pipelines[NAMED_PIPELINE] = [step["name"] for step in steps]
 
 
@@ -155,8 +183,11 @@ async def drive(soak: Soak, adapters: SoakAdapters, args: argparse.Namespace, ur
     memory = asyncio.ensure_future(memory_sampler(lambda: rss_mib(pid), stop, 1.0, started))
     burst_size = args.burst or 4 * args.max_concurrent_requests
     load = [traffic_worker(soak, random.Random(f"{args.seed}-{i}")) for i in range(args.concurrency)]
-    load += [Churn(soak, adapters, random.Random(f"{args.seed}-churn")).run(),
-             burst(soak, burst_size, started + args.duration / 2), poison_sweep(soak)]
+    load += [
+        Churn(soak, adapters, random.Random(f"{args.seed}-churn")).run(),
+        burst(soak, burst_size, started + args.duration / 2),
+        poison_sweep(soak),
+    ]
     try:
         await asyncio.gather(*load)
     finally:
@@ -173,13 +204,18 @@ async def drained(soak: Soak) -> dict[str, Any]:
         if response is None:
             return {}
         stats = response.json()
-        held = {"admitted_requests": stats["admission"]["requests"], "declared_tokens": stats["admission"]["tokens"],
-                "waiting_rows": stats["queue"]["waiting_rows"], "running_rows": stats["queue"]["running_rows"]}
+        held = {
+            "admitted_requests": stats["admission"]["requests"],
+            "declared_tokens": stats["admission"]["tokens"],
+            "waiting_rows": stats["queue"]["waiting_rows"],
+            "running_rows": stats["queue"]["running_rows"],
+        }
         if not any(held.values()):
             return stats
         if time.monotonic() > deadline:
-            soak.ledger.violate("drain", f"{DRAIN_TIMEOUT_S:.0f} s after every client finished, the server still "
-                                         f"holds {held}")
+            soak.ledger.violate(
+                "drain", f"{DRAIN_TIMEOUT_S:.0f} s after every client finished, the server still holds {held}"
+            )
             return stats
         await asyncio.sleep(0.25)
 
@@ -200,18 +236,27 @@ async def final_checks(soak: Soak) -> None:
 
     async def pipeline(name: str, steps: list[str]) -> None:
         async with within_bound:
-            await soak.send("final.pipeline", "POST", f"/pipelines/{name}", Expect.of(200, validate=pipeline_result(steps)),
-                            json={"text": PROMPT})
+            await soak.send(
+                "final.pipeline",
+                "POST",
+                f"/pipelines/{name}",
+                Expect.of(200, validate=pipeline_result(steps)),
+                json={"text": PROMPT},
+            )
 
-    await asyncio.gather(*(probe(body) for body in probes(soak.catalogue)),
-                         *(pipeline(name, steps) for name, steps in soak.catalogue.pipelines.items()))
+    await asyncio.gather(
+        *(probe(body) for body in probes(soak.catalogue)),
+        *(pipeline(name, steps) for name, steps in soak.catalogue.pipelines.items()),
+    )
 
 
 async def shutdown_under_load(soak: Soak, process: subprocess.Popen, grace_s: float) -> tuple[int | None, float]:
     """SIGTERM while requests run: the server must finish them (README: running requests get
     DELTASERVE_SHUTDOWN_GRACE_S) and then exit; a request cut off here is a lost one."""
-    in_flight = [asyncio.ensure_future(generate(soak, "shutdown.in_flight", None, PROMPT, SHUTDOWN_NEW_TOKENS))
-                 for _ in range(SHUTDOWN_REQUESTS)]
+    in_flight = [
+        asyncio.ensure_future(generate(soak, "shutdown.in_flight", None, PROMPT, SHUTDOWN_NEW_TOKENS))
+        for _ in range(SHUTDOWN_REQUESTS)
+    ]
     deadline = time.monotonic() + 30
     while (await soak.client.get("/stats")).json()["admission"]["requests"] < SHUTDOWN_REQUESTS:
         if time.monotonic() > deadline or all(task.done() for task in in_flight):
@@ -222,8 +267,9 @@ async def shutdown_under_load(soak: Soak, process: subprocess.Popen, grace_s: fl
     return shutdown
 
 
-async def soak_server(args: argparse.Namespace, url: str, process: subprocess.Popen, adapters: SoakAdapters,
-                      ready: dict, limits: Limits) -> Run:
+async def soak_server(
+    args: argparse.Namespace, url: str, process: subprocess.Popen, adapters: SoakAdapters, ready: dict, limits: Limits
+) -> Run:
     ledger = Ledger()
     pid = process.pid
     burst_size = args.burst or 4 * args.max_concurrent_requests
@@ -232,8 +278,15 @@ async def soak_server(args: argparse.Namespace, url: str, process: subprocess.Po
     pool = httpx.Limits(max_connections=burst_size + args.concurrency + 16, keepalive_expiry=1.0)
     async with httpx.AsyncClient(base_url=url, timeout=limits.request_timeout_s + 30, limits=pool) as client:
         # Reproducibility is checked in float32 only: in bf16 a padded row may part from itself (README).
-        soak = Soak(client, ledger, limits, Catalogue([], [], {}), deadline=float("inf"),
-                    compare_answers=ready.get("dtype") == "float32", excluded=tuple(args.exclude))
+        soak = Soak(
+            client,
+            ledger,
+            limits,
+            Catalogue([], [], {}),
+            deadline=float("inf"),
+            compare_answers=ready.get("dtype") == "float32",
+            excluded=tuple(args.exclude),
+        )
         rss = {"start_mib": rss_mib(pid)}
         await install(soak, adapters)
         await adopt_demo(soak)
@@ -243,8 +296,9 @@ async def soak_server(args: argparse.Namespace, url: str, process: subprocess.Po
         stats = await drained(soak)
         await final_checks(soak)
         rss["end_mib"] = rss_mib(pid)
-        rss["max_mib"] = max([s for _, s in watch.rss_samples] + [v for v in rss.values() if v is not None],
-                             default=None)
+        rss["max_mib"] = max(
+            [s for _, s in watch.rss_samples] + [v for v in rss.values() if v is not None], default=None
+        )
         if process.poll() is not None:
             ledger.violate("server", f"the server process exited during the soak with status {process.returncode}")
         shutdown = await shutdown_under_load(soak, process, limits.shutdown_grace_s + 15)
@@ -256,8 +310,12 @@ async def soak_server(args: argparse.Namespace, url: str, process: subprocess.Po
 
 def milliseconds(values: list[float]) -> dict[str, Any]:
     values = sorted(values)
-    return {"count": len(values), "p50": percentile(values, 0.5), "p99": percentile(values, 0.99),
-            "max": values[-1] if values else None}
+    return {
+        "count": len(values),
+        "p50": percentile(values, 0.5),
+        "p99": percentile(values, 0.99),
+        "max": values[-1] if values else None,
+    }
 
 
 def status_by_action(ledger: Ledger) -> dict[str, dict[str, int]]:
@@ -273,8 +331,9 @@ def check_burst(ledger: Ledger, size: int, bound: int) -> dict[str, int]:
     statuses = [o.status for o in ledger.outcomes if o.action == "burst"]
     summary = {"sent": len(statuses), "answered_200": statuses.count(200), "shed_429": statuses.count(429)}
     if statuses and not summary["shed_429"]:
-        ledger.violate("burst", f"{size} requests at once against a bound of {bound} were never shed: "
-                                "the bound did not hold")
+        ledger.violate(
+            "burst", f"{size} requests at once against a bound of {bound} were never shed: the bound did not hold"
+        )
     return summary
 
 
@@ -290,22 +349,36 @@ def load_average() -> list[float] | None:
         return None
 
 
-def environment_facts(ready: dict, limits: Limits, args: argparse.Namespace,
-                      load_at_start: list[float] | None) -> dict[str, Any]:
+def environment_facts(
+    ready: dict, limits: Limits, args: argparse.Namespace, load_at_start: list[float] | None
+) -> dict[str, Any]:
     import torch
 
-    return {"base_model": ready.get("base_model"), "device": ready.get("device"), "dtype": ready.get("dtype"),
-            "cpu_count": os.cpu_count(), "load_average_start": load_at_start, "load_average_end": load_average(),
-            "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "git_commit": git_commit(), "limits": limits.__dict__,
-            "duration_s": args.duration, "concurrency": args.concurrency, "seed": args.seed,
-            "burst": args.burst or 4 * args.max_concurrent_requests, "excluded_poisons": args.exclude}
+    return {
+        "base_model": ready.get("base_model"),
+        "device": ready.get("device"),
+        "dtype": ready.get("dtype"),
+        "cpu_count": os.cpu_count(),
+        "load_average_start": load_at_start,
+        "load_average_end": load_average(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "git_commit": git_commit(),
+        "limits": limits.__dict__,
+        "duration_s": args.duration,
+        "concurrency": args.concurrency,
+        "seed": args.seed,
+        "burst": args.burst or 4 * args.max_concurrent_requests,
+        "excluded_poisons": args.exclude,
+    }
 
 
 def git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -324,25 +397,38 @@ def print_summary(result: dict[str, Any]) -> None:
 
     load = f"{setup['load_average_start']} -> {setup['load_average_end']}"
     lines = [
-        (f"soak: {setup['duration_s']:g} s, {setup['concurrency']} clients, seed {setup['seed']}, {setup['base_model']} "
-         f"on {setup['device']} ({setup['dtype']}), max_concurrent_requests {setup['limits']['max_concurrent_requests']}"),
+        (
+            f"soak: {setup['duration_s']:g} s, {setup['concurrency']} clients, seed {setup['seed']}, "
+            f"{setup['base_model']} on {setup['device']} ({setup['dtype']}), "
+            f"max_concurrent_requests {setup['limits']['max_concurrent_requests']}"
+        ),
         f"  requests sent        {counts['sent']}",
         f"  answered 2xx         {counts['answered_2xx']}",
-        f"  shed 429             {counts['shed_429']}  (burst: {result['burst']['shed_429']} of {result['burst']['sent']})",
+        f"  shed 429             {counts['shed_429']}  "
+        f"(burst: {result['burst']['shed_429']} of {result['burst']['sent']})",
         f"  refused 4xx          {counts['refused_4xx']}  ({refused})",
         f"  past deadline 503    {counts['past_deadline_503']}",
         f"  failed               {counts['failed']}  ({failed})",
-        (f"  cancelled by soak    {counts['cancelled_by_soak']}  "
-         f"(server cancelled_rows: {result['server_stats'].get('cancelled_rows')})"),
+        (
+            f"  cancelled by soak    {counts['cancelled_by_soak']}  "
+            f"(server cancelled_rows: {result['server_stats'].get('cancelled_rows')})"
+        ),
         f"  latency, 2xx inference  p50 {ms(latency['p50'])} ms  p99 {ms(latency['p99'])} ms  (n={latency['count']})",
-        (f"  /health latency         p50 {ms(health['p50'])} ms  p99 {ms(health['p99'])} ms  max {ms(health['max'])} ms  "
-         f"(n={health['count']}, {health['over_100ms']} over 100 ms)"),
-        (f"  server RSS              start {mib(rss['start_mib'])} MiB  after setup {mib(rss['after_setup_mib'])} MiB  "
-         f"max {mib(rss['max_mib'])} MiB  end {mib(rss['end_mib'])} MiB"),
+        (
+            f"  /health latency         p50 {ms(health['p50'])} ms  p99 {ms(health['p99'])} ms  "
+            f"max {ms(health['max'])} ms  (n={health['count']}, {health['over_100ms']} over 100 ms)"
+        ),
+        (
+            f"  server RSS              start {mib(rss['start_mib'])} MiB  "
+            f"after setup {mib(rss['after_setup_mib'])} MiB  max {mib(rss['max_mib'])} MiB  "
+            f"end {mib(rss['end_mib'])} MiB"
+        ),
         f"  machine load (1/5/15 min)  {load} on {setup['cpu_count']} CPUs",
-        (f"  server stopped          exit {result['shutdown']['exit_status']} "
-         f"({'clean' if result['shutdown']['exit_status'] in CLEAN_EXITS else 'NOT clean'}) "
-         f"in {result['shutdown']['seconds']:.1f} s after SIGTERM"),
+        (
+            f"  server stopped          exit {result['shutdown']['exit_status']} "
+            f"({'clean' if result['shutdown']['exit_status'] in CLEAN_EXITS else 'NOT clean'}) "
+            f"in {result['shutdown']['seconds']:.1f} s after SIGTERM"
+        ),
         f"  inconsistent answers    {len(result['inconsistencies'])}",
         f"  violations              {result['violation_count']}",
     ]
@@ -367,14 +453,24 @@ def first_violations(ledger: Ledger, limit: int = 50) -> list[dict[str, Any]]:
     return kept
 
 
-def report(args: argparse.Namespace, argv: list[str], ready: dict, limits: Limits, run: Run, errors: list[str],
-           load_at_start: list[float] | None) -> dict[str, Any]:
+def report(
+    args: argparse.Namespace,
+    argv: list[str],
+    ready: dict,
+    limits: Limits,
+    run: Run,
+    errors: list[str],
+    load_at_start: list[float] | None,
+) -> dict[str, Any]:
     """The verdict and every figure, as the JSON result holds them. The burst and the shutdown are judged here."""
     ledger, shutdown = run.ledger, run.shutdown
     burst_summary = check_burst(ledger, args.burst or 4 * args.max_concurrent_requests, limits.max_concurrent_requests)
     if shutdown[0] not in CLEAN_EXITS:
-        ledger.violate("shutdown", f"after SIGTERM the server ended with {shutdown[0]} in {shutdown[1]:.0f} s "
-                                   "(None: it did not exit and was killed)")
+        ledger.violate(
+            "shutdown",
+            f"after SIGTERM the server ended with {shutdown[0]} in {shutdown[1]:.0f} s "
+            "(None: it did not exit and was killed)",
+        )
     health = milliseconds(run.watch.health_ms)
     health["over_100ms"] = sum(v > HEALTH_SLO_MS for v in run.watch.health_ms)
     return {
@@ -384,13 +480,17 @@ def report(args: argparse.Namespace, argv: list[str], ready: dict, limits: Limit
         "counts": ledger.counts(),
         "status_by_action": status_by_action(ledger),
         "burst": burst_summary,
-        "latency_ms": {"inference_2xx": milliseconds(ledger.latencies_ms(INFERENCE_ACTIONS)),
-                       **{prefix.rstrip("."): milliseconds(ledger.latencies_ms((prefix,)))
-                          for prefix in INFERENCE_ACTIONS}},
+        "latency_ms": {
+            "inference_2xx": milliseconds(ledger.latencies_ms(INFERENCE_ACTIONS)),
+            **{prefix.rstrip("."): milliseconds(ledger.latencies_ms((prefix,))) for prefix in INFERENCE_ACTIONS},
+        },
         "health_ms": health,
         "rss_mib": {**run.rss_mib, "samples": run.watch.rss_samples},
-        "server_stats": {**run.stats.get("engine", {}), "admission": run.stats.get("admission"),
-                         "decode": run.stats.get("decode")},
+        "server_stats": {
+            **run.stats.get("engine", {}),
+            "admission": run.stats.get("admission"),
+            "decode": run.stats.get("decode"),
+        },
         "shutdown": {"exit_status": shutdown[0], "seconds": round(shutdown[1], 2)},
         "server_log_errors": errors,
         "inconsistencies": ledger.inconsistencies[:20],

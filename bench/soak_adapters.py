@@ -66,16 +66,44 @@ def extra_configs(tokenizer_dir: str) -> list[tuple[str, object]]:
     )
 
     return [
-        ("lora-patterns", LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=16, use_rslora=True, target_modules=ALL_LINEAR,
-                                     rank_pattern={"down_proj": 8, "layers.1.self_attn.q_proj": 2},
-                                     alpha_pattern={"o_proj": 4}, init_lora_weights=False)),
-        ("prompt-text", PromptTuningConfig(task_type="CAUSAL_LM", prompt_tuning_init=PromptTuningInit.TEXT,
-                                           prompt_tuning_init_text="Answer in one short sentence:", num_virtual_tokens=8,
-                                           tokenizer_name_or_path=tokenizer_dir)),
-        ("ptuning-lstm", PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=6, encoder_hidden_size=64,
-                                             encoder_reparameterization_type=PromptEncoderReparameterizationType.LSTM)),
-        ("prefix-projection", PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=6, prefix_projection=True,
-                                                 encoder_hidden_size=64)),
+        (
+            "lora-patterns",
+            LoraConfig(
+                task_type="CAUSAL_LM",
+                r=4,
+                lora_alpha=16,
+                use_rslora=True,
+                target_modules=ALL_LINEAR,
+                rank_pattern={"down_proj": 8, "layers.1.self_attn.q_proj": 2},
+                alpha_pattern={"o_proj": 4},
+                init_lora_weights=False,
+            ),
+        ),
+        (
+            "prompt-text",
+            PromptTuningConfig(
+                task_type="CAUSAL_LM",
+                prompt_tuning_init=PromptTuningInit.TEXT,
+                prompt_tuning_init_text="Answer in one short sentence:",
+                num_virtual_tokens=8,
+                tokenizer_name_or_path=tokenizer_dir,
+            ),
+        ),
+        (
+            "ptuning-lstm",
+            PromptEncoderConfig(
+                task_type="CAUSAL_LM",
+                num_virtual_tokens=6,
+                encoder_hidden_size=64,
+                encoder_reparameterization_type=PromptEncoderReparameterizationType.LSTM,
+            ),
+        ),
+        (
+            "prefix-projection",
+            PrefixTuningConfig(
+                task_type="CAUSAL_LM", num_virtual_tokens=6, prefix_projection=True, encoder_hidden_size=64
+            ),
+        ),
     ]
 
 

@@ -97,7 +97,9 @@ def completion_problem(body: Any, max_new_tokens: int) -> str | None:
     if body.get("finish_reason") not in FINISH_REASONS:
         return f"finish_reason {body.get('finish_reason')!r}"
     prompt, completion = body.get("prompt_tokens"), body.get("completion_tokens")
-    if not (isinstance(prompt, int) and prompt >= 1 and isinstance(completion, int) and 0 <= completion <= max_new_tokens):
+    if not (
+        isinstance(prompt, int) and prompt >= 1 and isinstance(completion, int) and 0 <= completion <= max_new_tokens
+    ):
         return f"token counts {prompt!r}/{completion!r} for max_new_tokens {max_new_tokens}"
     if body["finish_reason"] == "length" and completion != max_new_tokens:
         return f"finish_reason 'length' after {completion} of {max_new_tokens} tokens"
@@ -130,8 +132,11 @@ def pipeline_result(step_names: list[str]) -> Validator:
             return f"outputs {sorted(outputs or {})} for steps {step_names}"
         if not isinstance(steps, list) or [s.get("name") for s in steps] != step_names:
             return f"step results {steps!r:.300} for steps {step_names}"
-        bad = [s["name"] for s in steps
-               if s.get("finish_reason") not in FINISH_REASONS or not isinstance(s.get("output"), str)]
+        bad = [
+            s["name"]
+            for s in steps
+            if s.get("finish_reason") not in FINISH_REASONS or not isinstance(s.get("output"), str)
+        ]
         return f"steps {bad} without a valid output" if bad else None
 
     return validate
@@ -158,8 +163,9 @@ def pick_target(soak: Soak, rng: random.Random) -> str | None:
     return None if rng.random() < 0.2 else rng.choice(soak.catalogue.stable)
 
 
-async def generate(soak: Soak, action: str, adapter: str | None, text: str, max_new_tokens: int,
-                   **sampling: Any) -> httpx.Response | None:
+async def generate(
+    soak: Soak, action: str, adapter: str | None, text: str, max_new_tokens: int, **sampling: Any
+) -> httpx.Response | None:
     body = {"adapter": adapter, "text": text, "max_new_tokens": max_new_tokens, **sampling}
     expect = Expect.of(200, sheddable=True, validate=one_generation(adapter, max_new_tokens))
     return await soak.send(action, "POST", "/generate", expect, json=body)
@@ -170,26 +176,42 @@ async def greedy(soak: Soak, rng: random.Random) -> None:
 
 
 async def sampled(soak: Soak, rng: random.Random) -> None:
-    await generate(soak, "generate.sampled", pick_target(soak, rng), rng.choice(PROMPTS), rng.randint(2, 24),
-                   temperature=rng.choice([0.3, 0.7, 1.0, 1.5]), top_p=rng.choice([0.5, 0.9, 1.0]),
-                   top_k=rng.choice([0, 5, 50]), seed=rng.randrange(2**32))
+    await generate(
+        soak,
+        "generate.sampled",
+        pick_target(soak, rng),
+        rng.choice(PROMPTS),
+        rng.randint(2, 24),
+        temperature=rng.choice([0.3, 0.7, 1.0, 1.5]),
+        top_p=rng.choice([0.5, 0.9, 1.0]),
+        top_k=rng.choice([0, 5, 50]),
+        seed=rng.randrange(2**32),
+    )
 
 
 async def texts_list(soak: Soak, rng: random.Random) -> None:
     adapter, count, max_new_tokens = pick_target(soak, rng), rng.randint(2, 5), rng.randint(2, 16)
     texts = [rng.choice(PROMPTS) for _ in range(count)]
     expect = Expect.of(200, sheddable=True, validate=many_generations(adapter, count, max_new_tokens))
-    await soak.send("generate.texts", "POST", "/generate", expect,
-                    json={"adapter": adapter, "texts": texts, "max_new_tokens": max_new_tokens, "seed": 7,
-                          "temperature": 0.8})
+    await soak.send(
+        "generate.texts",
+        "POST",
+        "/generate",
+        expect,
+        json={"adapter": adapter, "texts": texts, "max_new_tokens": max_new_tokens, "seed": 7, "temperature": 0.8},
+    )
 
 
 def probes(catalogue: Catalogue) -> list[dict[str, Any]]:
     """Fixed requests sent again and again: each must give the same text every time."""
     adapters: list[str | None] = [None, *catalogue.stable]
     return [
-        {"adapter": adapter, "text": PROMPTS[index % len(PROMPTS)], "max_new_tokens": 12,
-         **({"temperature": 0.9, "top_p": 0.95, "seed": 1234 + index} if index % 2 else {})}
+        {
+            "adapter": adapter,
+            "text": PROMPTS[index % len(PROMPTS)],
+            "max_new_tokens": 12,
+            **({"temperature": 0.9, "top_p": 0.95, "seed": 1234 + index} if index % 2 else {}),
+        }
         for index, adapter in enumerate(adapters)
     ]
 
@@ -204,15 +226,22 @@ async def repeated(soak: Soak, rng: random.Random) -> None:
 
 async def swapped_adapter(soak: Soak, rng: random.Random) -> None:
     """An adapter the churn replaces while this runs: the request runs on one version, whole."""
-    await generate(soak, "generate.swapped", rng.choice(soak.catalogue.swapped), rng.choice(PROMPTS), rng.randint(2, 16))
+    await generate(
+        soak, "generate.swapped", rng.choice(soak.catalogue.swapped), rng.choice(PROMPTS), rng.randint(2, 16)
+    )
 
 
 async def churned_adapter(soak: Soak, rng: random.Random) -> None:
     """An adapter the churn creates and deletes: 200 while it exists, 404 once it is gone."""
     adapter = rng.choice(soak.catalogue.temporary[-3:] or ["soak-temp-0"])
     expect = Expect.of(200, 404, sheddable=True, validate=one_generation(adapter, 8))
-    await soak.send("generate.churned", "POST", "/generate", expect,
-                    json={"adapter": adapter, "text": rng.choice(PROMPTS), "max_new_tokens": 8})
+    await soak.send(
+        "generate.churned",
+        "POST",
+        "/generate",
+        expect,
+        json={"adapter": adapter, "text": rng.choice(PROMPTS), "max_new_tokens": 8},
+    )
 
 
 def inline_steps(soak: Soak, rng: random.Random) -> list[dict[str, Any]]:
@@ -220,8 +249,14 @@ def inline_steps(soak: Soak, rng: random.Random) -> list[dict[str, Any]]:
     return [
         {"name": "first", "adapter": first, "max_new_tokens": rng.randint(2, 10)},
         {"name": "second", "adapter": second, "input": "{text}", "max_new_tokens": rng.randint(2, 10)},
-        {"name": "joined", "adapter": None, "input": "Combine: {first} / {second}", "max_new_tokens": rng.randint(2, 10),
-         "temperature": 0.7, "seed": rng.randrange(1000)},
+        {
+            "name": "joined",
+            "adapter": None,
+            "input": "Combine: {first} / {second}",
+            "max_new_tokens": rng.randint(2, 10),
+            "temperature": 0.7,
+            "seed": rng.randrange(1000),
+        },
     ]
 
 
@@ -252,13 +287,15 @@ async def cancelled(soak: Soak, rng: random.Random) -> None:
 
 
 async def reads(soak: Soak, rng: random.Random) -> None:
-    path, expect = rng.choice([
-        ("/adapters", Expect.of(200, validate=has_list("adapters"))),
-        ("/pipelines", Expect.of(200, validate=has_list("pipelines"))),
-        ("/stats", Expect.of(200)),
-        (f"/adapters/{rng.choice(soak.catalogue.stable)}", Expect.of(200)),
-        (f"/adapters/{rng.choice(soak.catalogue.temporary[-3:] or ['soak-temp-0'])}", Expect.of(200, 404)),
-    ])
+    path, expect = rng.choice(
+        [
+            ("/adapters", Expect.of(200, validate=has_list("adapters"))),
+            ("/pipelines", Expect.of(200, validate=has_list("pipelines"))),
+            ("/stats", Expect.of(200)),
+            (f"/adapters/{rng.choice(soak.catalogue.stable)}", Expect.of(200)),
+            (f"/adapters/{rng.choice(soak.catalogue.temporary[-3:] or ['soak-temp-0'])}", Expect.of(200, 404)),
+        ]
+    )
     await soak.send("read", "GET", path, expect)
 
 
@@ -267,7 +304,7 @@ async def reads(soak: Soak, rng: random.Random) -> None:
 
 async def chunked(data: bytes, size: int = 16384):
     for start in range(0, len(data), size):
-        yield data[start:start + size]
+        yield data[start : start + size]
 
 
 async def oversized_body(soak: Soak, rng: random.Random) -> None:
@@ -276,21 +313,30 @@ async def oversized_body(soak: Soak, rng: random.Random) -> None:
     data = f'{{"text": "{padding}", "max_new_tokens": 4}}'.encode()
     expect = Expect.of(413)
     if rng.random() < 0.5:
-        await soak.send("oversize.body", "POST", "/generate", expect, content=data,
-                        headers={"content-type": "application/json"})
+        await soak.send(
+            "oversize.body", "POST", "/generate", expect, content=data, headers={"content-type": "application/json"}
+        )
     else:
-        await soak.send("oversize.body_chunked", "POST", "/pipeline", expect, content=chunked(data),
-                        headers={"content-type": "application/json"})
+        await soak.send(
+            "oversize.body_chunked",
+            "POST",
+            "/pipeline",
+            expect,
+            content=chunked(data),
+            headers={"content-type": "application/json"},
+        )
 
 
 async def oversized_text(soak: Soak, rng: random.Random) -> None:
     """Texts over DELTASERVE_MAX_INPUT_CHARS in a body under the byte limit: 422 before tokenizing."""
     long_text = "word " * (soak.limits.max_input_chars // 5 + 1)
-    action, path, body = rng.choice([
-        ("oversize.text", "/generate", {"text": long_text}),
-        ("oversize.texts_item", "/generate", {"texts": ["short", long_text]}),
-        ("oversize.pipeline_text", "/pipeline", {"text": long_text, "steps": [{"name": "a", "max_new_tokens": 2}]}),
-    ])
+    action, path, body = rng.choice(
+        [
+            ("oversize.text", "/generate", {"text": long_text}),
+            ("oversize.texts_item", "/generate", {"texts": ["short", long_text]}),
+            ("oversize.pipeline_text", "/pipeline", {"text": long_text, "steps": [{"name": "a", "max_new_tokens": 2}]}),
+        ]
+    )
     await soak.send(action, "POST", path, Expect.of(422), json=body)
 
 
@@ -313,10 +359,18 @@ def poisons(limits: Limits) -> list[Poison]:
     either = frozenset({200, 422})
     return [
         Poison("temperature_denormal", "/generate", {"text": text, "temperature": 5e-324, "max_new_tokens": 4}, ok),
-        Poison("top_p_tiny", "/generate",
-               {"text": text, "temperature": 1.0, "top_p": 1e-300, "seed": 3, "max_new_tokens": 4}, ok),
-        Poison("temperature_and_top_k_max", "/generate",
-               {"text": text, "temperature": 10.0, "top_k": 1_000_000, "seed": 5, "max_new_tokens": 4}, ok),
+        Poison(
+            "top_p_tiny",
+            "/generate",
+            {"text": text, "temperature": 1.0, "top_p": 1e-300, "seed": 3, "max_new_tokens": 4},
+            ok,
+        ),
+        Poison(
+            "temperature_and_top_k_max",
+            "/generate",
+            {"text": text, "temperature": 10.0, "top_k": 1_000_000, "seed": 5, "max_new_tokens": 4},
+            ok,
+        ),
         Poison("seed_max", "/generate", {"text": text, "temperature": 0.7, "seed": 2**63 - 1, "max_new_tokens": 4}, ok),
         Poison("seed_2_70", "/generate", {"text": text, "temperature": 0.7, "seed": 2**70}, refused),
         Poison("seed_negative", "/generate", {"text": text, "seed": -1}, refused),
@@ -324,8 +378,12 @@ def poisons(limits: Limits) -> list[Poison]:
         Poison("bool_temperature", "/generate", {"text": text, "temperature": False}, refused),
         Poison("bool_seed", "/generate", {"text": text, "seed": True}, refused),
         Poison("float_max_new_tokens", "/generate", {"text": text, "max_new_tokens": 8.0}, refused),
-        Poison("max_new_tokens_over_limit", "/generate",
-               {"text": text, "max_new_tokens": limits.max_new_tokens_limit + 1}, refused),
+        Poison(
+            "max_new_tokens_over_limit",
+            "/generate",
+            {"text": text, "max_new_tokens": limits.max_new_tokens_limit + 1},
+            refused,
+        ),
         Poison("nan_temperature", "/generate", b'{"text": "hi", "temperature": NaN}', refused),
         Poison("infinite_top_p", "/generate", b'{"text": "hi", "top_p": Infinity}', refused),
         Poison("negative_infinite_temperature", "/generate", b'{"text": "hi", "temperature": -Infinity}', refused),
@@ -335,13 +393,25 @@ def poisons(limits: Limits) -> list[Poison]:
         Poison("not_utf8", "/generate", b'{"text": "\xff\xfe"}', bad_body),
         Poison("lone_surrogate_text", "/generate", b'{"text": "\\ud800 hello", "max_new_tokens": 4}', bad_body),
         Poison("lone_surrogate_stop", "/generate", b'{"text": "hi", "stop": ["\\ud800"], "max_new_tokens": 4}', either),
-        Poison("lone_surrogate_pipeline_text", "/pipeline",
-               b'{"text": "\\udfff", "steps": [{"name": "a", "max_new_tokens": 2}]}', bad_body),
-        Poison("lone_surrogate_step_input", "/pipeline",
-               b'{"text": "hi", "steps": [{"name": "a", "input": "\\ud800 {text}", "max_new_tokens": 2}]}', bad_body),
-        Poison("lone_surrogate_pipeline_description", "/pipelines/soak-poison",
-               b'{"description": "\\ud800", "steps": [{"name": "a", "max_new_tokens": 2}]}', frozenset({201, 200, 400, 422}),
-               method="PUT"),
+        Poison(
+            "lone_surrogate_pipeline_text",
+            "/pipeline",
+            b'{"text": "\\udfff", "steps": [{"name": "a", "max_new_tokens": 2}]}',
+            bad_body,
+        ),
+        Poison(
+            "lone_surrogate_step_input",
+            "/pipeline",
+            b'{"text": "hi", "steps": [{"name": "a", "input": "\\ud800 {text}", "max_new_tokens": 2}]}',
+            bad_body,
+        ),
+        Poison(
+            "lone_surrogate_pipeline_description",
+            "/pipelines/soak-poison",
+            b'{"description": "\\ud800", "steps": [{"name": "a", "max_new_tokens": 2}]}',
+            frozenset({201, 200, 400, 422}),
+            method="PUT",
+        ),
         Poison("empty_text", "/generate", {"text": "", "max_new_tokens": 4}, either),
         Poison("null_character", "/generate", {"text": "a\u0000b", "max_new_tokens": 4}, either),
         Poison("text_not_a_string", "/generate", {"text": 5}, refused),
@@ -351,11 +421,21 @@ def poisons(limits: Limits) -> list[Poison]:
         Poison("too_many_stop_strings", "/generate", {"text": text, "stop": ["s"] * 17}, refused),
         Poison("unknown_adapter", "/generate", {"adapter": "soak-no-such-adapter", "text": text}, frozenset({404})),
         Poison("adapter_path", "/generate", {"adapter": "../../etc/passwd", "text": text}, frozenset({404, 422})),
-        Poison("pipeline_cycle", "/pipeline",
-               {"text": text, "steps": [{"name": "a", "input": "{b}"}, {"name": "b", "input": "{a}"}]}, refused),
-        Poison("pipeline_duplicate_step", "/pipeline", {"text": text, "steps": [{"name": "a"}, {"name": "a"}]}, refused),
-        Poison("pipeline_unknown_adapter", "/pipeline",
-               {"text": text, "steps": [{"name": "a", "adapter": "soak-no-such-adapter"}]}, frozenset({404, 422})),
+        Poison(
+            "pipeline_cycle",
+            "/pipeline",
+            {"text": text, "steps": [{"name": "a", "input": "{b}"}, {"name": "b", "input": "{a}"}]},
+            refused,
+        ),
+        Poison(
+            "pipeline_duplicate_step", "/pipeline", {"text": text, "steps": [{"name": "a"}, {"name": "a"}]}, refused
+        ),
+        Poison(
+            "pipeline_unknown_adapter",
+            "/pipeline",
+            {"text": text, "steps": [{"name": "a", "adapter": "soak-no-such-adapter"}]},
+            frozenset({404, 422}),
+        ),
     ]
 
 
@@ -363,8 +443,14 @@ async def send_poison(soak: Soak, poison: Poison) -> None:
     expect = Expect(poison.statuses, sheddable=True)
     action = f"poison.{poison.label}"
     if isinstance(poison.body, bytes):
-        await soak.send(action, poison.method, poison.path, expect, content=poison.body,
-                        headers={"content-type": "application/json"})
+        await soak.send(
+            action,
+            poison.method,
+            poison.path,
+            expect,
+            content=poison.body,
+            headers={"content-type": "application/json"},
+        )
     else:
         await soak.send(action, poison.method, poison.path, expect, json=poison.body)
 
@@ -382,9 +468,19 @@ async def poison_sweep(soak: Soak) -> None:
 Action = Callable[[Soak, random.Random], Awaitable[None]]
 # (weight, action): mostly well-formed work, with every kind of abuse mixed in all the time.
 TRAFFIC: list[tuple[int, Action]] = [
-    (16, greedy), (8, sampled), (6, texts_list), (8, repeated), (8, swapped_adapter), (4, churned_adapter),
-    (5, pipeline_inline), (4, pipeline_named), (6, cancelled), (3, oversized_body), (3, oversized_text),
-    (10, poisoned), (3, reads),
+    (16, greedy),
+    (8, sampled),
+    (6, texts_list),
+    (8, repeated),
+    (8, swapped_adapter),
+    (4, churned_adapter),
+    (5, pipeline_inline),
+    (4, pipeline_named),
+    (6, cancelled),
+    (3, oversized_body),
+    (3, oversized_text),
+    (10, poisoned),
+    (3, reads),
 ]
 
 
@@ -408,13 +504,23 @@ async def burst(soak: Soak, size: int, at: float) -> None:
 # -- uploads, replacements and deletes while requests run --------------------------------------------------------
 
 
-async def upload(soak: Soak, action: str, name: str, files: AdapterFiles, expect: Expect, *, archive: bool = False,
-                 description: str = "soak") -> httpx.Response | None:
+async def upload(
+    soak: Soak,
+    action: str,
+    name: str,
+    files: AdapterFiles,
+    expect: Expect,
+    *,
+    archive: bool = False,
+    description: str = "soak",
+) -> httpx.Response | None:
     if archive:
-        return await soak.send(action, "PUT", f"/adapters/{name}", expect, content=files.tar_gz(),
-                               params={"description": description})
-    return await soak.send(action, "PUT", f"/adapters/{name}", expect, files=files.multipart(),
-                           data={"description": description})
+        return await soak.send(
+            action, "PUT", f"/adapters/{name}", expect, content=files.tar_gz(), params={"description": description}
+        )
+    return await soak.send(
+        action, "PUT", f"/adapters/{name}", expect, files=files.multipart(), data={"description": description}
+    )
 
 
 class Churn:
@@ -426,9 +532,20 @@ class Churn:
         self.temporaries = 0
 
     async def run(self) -> None:
-        cycle = [self.replace, self.temporary, self.replace, self.refused_upload, self.replace, self.pickle,
-                 self.refused_replacement, self.temporary, self.replace_pipeline, self.unsafe_archive,
-                 self.declared_too_large, self.refused_upload]
+        cycle = [
+            self.replace,
+            self.temporary,
+            self.replace,
+            self.refused_upload,
+            self.replace,
+            self.pickle,
+            self.refused_replacement,
+            self.temporary,
+            self.replace_pipeline,
+            self.unsafe_archive,
+            self.declared_too_large,
+            self.refused_upload,
+        ]
         step = 0
         while self.soak.running():
             await cycle[step % len(cycle)]()
@@ -441,7 +558,10 @@ class Churn:
         files = self.adapters.variants[name.removeprefix("soak-")][self.replacements % 2]
         version = self.soak.catalogue.versions[name] + 1
         expect = Expect.of(200, validate=record_version(name, version))
-        if await upload(self.soak, "churn.replace", name, files, expect, archive=self.replacements % 2 == 1) is not None:
+        if (
+            await upload(self.soak, "churn.replace", name, files, expect, archive=self.replacements % 2 == 1)
+            is not None
+        ):
             self.soak.catalogue.versions[name] = version
         self.replacements += 1
 
@@ -450,8 +570,13 @@ class Churn:
         version they hold, or get 404 if they came too late)."""
         name = f"soak-temp-{self.temporaries}"
         self.temporaries += 1
-        created = await upload(self.soak, "churn.create", name, self.adapters.served["lora-r16-1"],
-                               Expect.of(201, validate=record_version(name, 1)))
+        created = await upload(
+            self.soak,
+            "churn.create",
+            name,
+            self.adapters.served["lora-r16-1"],
+            Expect.of(201, validate=record_version(name, 1)),
+        )
         if created is None:
             return
         self.soak.catalogue.temporary.append(name)
@@ -487,8 +612,13 @@ class Churn:
     async def replace_pipeline(self) -> None:
         """The named pipeline redefined (the same steps) while runs of it are in flight."""
         steps = named_pipeline_steps(self.soak.catalogue.stable)
-        await self.soak.send("churn.replace_pipeline", "PUT", f"/pipelines/{NAMED_PIPELINE}", Expect.of(200),
-                             json={"description": "soak", "steps": steps})
+        await self.soak.send(
+            "churn.replace_pipeline",
+            "PUT",
+            f"/pipelines/{NAMED_PIPELINE}",
+            Expect.of(200),
+            json={"description": "soak", "steps": steps},
+        )
 
     async def declared_too_large(self) -> None:
         """An upload whose Content-Length is over the limit: refused before a byte of it is read."""
@@ -497,8 +627,13 @@ class Churn:
 
 async def churned_adapter_now(soak: Soak, rng: random.Random, name: str) -> None:
     expect = Expect.of(200, 404, sheddable=True, validate=one_generation(name, 8))
-    await soak.send("generate.churned", "POST", "/generate", expect,
-                    json={"adapter": name, "text": rng.choice(PROMPTS), "max_new_tokens": 8})
+    await soak.send(
+        "generate.churned",
+        "POST",
+        "/generate",
+        expect,
+        json={"adapter": name, "text": rng.choice(PROMPTS), "max_new_tokens": 8},
+    )
 
 
 def named_pipeline_steps(stable: list[str]) -> list[dict[str, Any]]:
@@ -517,21 +652,38 @@ async def declared_too_large(soak: Soak, declared: int) -> None:
     at_s, started = soak.ledger.now(), time.perf_counter()
     try:
         reader, writer = await asyncio.open_connection(host, port)
-        writer.write(f"PUT /adapters/soak-too-large HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/gzip\r\n"
-                     f"Content-Length: {declared}\r\n\r\n".encode())
+        writer.write(
+            f"PUT /adapters/soak-too-large HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/gzip\r\n"
+            f"Content-Length: {declared}\r\n\r\n".encode()
+        )
         await writer.drain()
         reply = await asyncio.wait_for(reader.read(), 30)
         writer.close()
     except (OSError, asyncio.TimeoutError) as exc:
-        soak.ledger.record(Outcome("churn.upload_declared_too_large", None, None, time.perf_counter() - started,
-                                   at_s=at_s, violation=f"transport error: {type(exc).__name__}: {exc!r}"))
+        soak.ledger.record(
+            Outcome(
+                "churn.upload_declared_too_large",
+                None,
+                None,
+                time.perf_counter() - started,
+                at_s=at_s,
+                violation=f"transport error: {type(exc).__name__}: {exc!r}",
+            )
+        )
         return
     status_line = reply.split(b"\r\n", 1)[0].decode(errors="replace")
     status = int(status_line.split()[1]) if len(status_line.split()) > 1 and status_line.split()[1].isdigit() else None
     ok = status == 413 and b"payload_too_large" in reply
-    soak.ledger.record(Outcome("churn.upload_declared_too_large", status, "payload_too_large" if ok else None,
-                               time.perf_counter() - started, at_s=at_s,
-                               violation=None if ok else f"answer {reply[:300]!r}"))
+    soak.ledger.record(
+        Outcome(
+            "churn.upload_declared_too_large",
+            status,
+            "payload_too_large" if ok else None,
+            time.perf_counter() - started,
+            at_s=at_s,
+            violation=None if ok else f"answer {reply[:300]!r}",
+        )
+    )
 
 
 # -- watching the server while it works ------------------------------------------------------------------------
@@ -555,8 +707,9 @@ async def health_poller(url: str, ledger: Ledger, stop: asyncio.Event, interval_
     return latencies
 
 
-async def memory_sampler(read_rss: Callable[[], float | None], stop: asyncio.Event, interval_s: float,
-                         started: float) -> list[tuple[float, float]]:
+async def memory_sampler(
+    read_rss: Callable[[], float | None], stop: asyncio.Event, interval_s: float, started: float
+) -> list[tuple[float, float]]:
     """(seconds since start, RSS MiB) every `interval_s`."""
     samples: list[tuple[float, float]] = []
     while not stop.is_set():

@@ -74,7 +74,8 @@ class Admission:
             if self.requests >= self.max_requests:
                 self.stats.refused_overloaded += 1
                 raise Overloaded(
-                    f"{self.requests} requests are already queued or running (DELTASERVE_MAX_CONCURRENT_REQUESTS); retry shortly"
+                    f"{self.requests} requests are already queued or running (DELTASERVE_MAX_CONCURRENT_REQUESTS); "
+                    "retry shortly"
                 )
             self.requests += 1
             self.stats.admitted += 1

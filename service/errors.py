@@ -47,7 +47,9 @@ def check_encodable(text: str, where: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise InvalidRequest(f"{where} holds {text[exc.start:exc.end]!a}, which is not a character (a lone surrogate)") from None
+        raise InvalidRequest(
+            f"{where} holds {text[exc.start : exc.end]!a}, which is not a character (a lone surrogate)"
+        ) from None
 
 
 class InvalidName(InvalidRequest):

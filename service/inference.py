@@ -58,7 +58,9 @@ class Inference:
     def check_params(self, params: SamplingParams, where: str = "max_new_tokens") -> None:
         limit = self.settings.max_new_tokens_limit
         if params.max_new_tokens > limit:
-            raise InvalidRequest(f"{where} may be at most {limit} (DELTASERVE_MAX_NEW_TOKENS_LIMIT), not {params.max_new_tokens}")
+            raise InvalidRequest(
+                f"{where} may be at most {limit} (DELTASERVE_MAX_NEW_TOKENS_LIMIT), not {params.max_new_tokens}"
+            )
 
     def check_text(self, text: str, where: str = "text") -> None:
         self.check_chars(len(text), where)
@@ -67,7 +69,9 @@ class Inference:
     def check_chars(self, chars: int, where: str) -> None:
         limit = self.settings.max_input_chars
         if chars > limit:
-            raise InvalidRequest(f"{where} has {chars} characters, more than the {limit} allowed (DELTASERVE_MAX_INPUT_CHARS)")
+            raise InvalidRequest(
+                f"{where} has {chars} characters, more than the {limit} allowed (DELTASERVE_MAX_INPUT_CHARS)"
+            )
 
     def deadline(self) -> float:
         return time.monotonic() + self.settings.request_timeout_s
@@ -79,17 +83,26 @@ class Inference:
             self.check_text(text, "text" if len(texts) == 1 else f"texts[{index}]")
 
     # -- requests -----------------------------------------------------------------------------------
-    async def generate(self, adapter: str | None, texts: Sequence[str], params: Params,
-                       options: RowOptions = RowOptions()) -> list[GenerationResult]:
+    async def generate(
+        self, adapter: str | None, texts: Sequence[str], params: Params, options: RowOptions = RowOptions()
+    ) -> list[GenerationResult]:
         """One request: every text with one adapter (or the base model), each text a row of the shared batch.
         `params` is one SamplingParams for every row or one per text."""
         self._check_request(texts, params)
         with self.admission.lease() as lease:
             return await self.run(adapter, texts, params, lease=lease, deadline=self.deadline(), options=options)
 
-    async def run(self, adapter: str | None, texts: Sequence[str], params: Params, *, lease: Lease,
-                  deadline: float, refuse_when_full: bool = True, options: RowOptions = RowOptions()
-                  ) -> list[GenerationResult]:
+    async def run(
+        self,
+        adapter: str | None,
+        texts: Sequence[str],
+        params: Params,
+        *,
+        lease: Lease,
+        deadline: float,
+        refuse_when_full: bool = True,
+        options: RowOptions = RowOptions(),
+    ) -> list[GenerationResult]:
         """Rows for `texts` under an admitted request's `lease`. Their tokens count against the token bound
         while they run; `refuse_when_full=False` (the steps of an admitted pipeline) counts them without
         refusing, so an admitted pipeline is never cut off halfway."""
@@ -102,21 +115,31 @@ class Inference:
         finally:
             lease.give_back_tokens(tokens)
 
-    async def stream(self, adapter: str | None, texts: Sequence[str], params: Params,
-                     options: RowOptions = RowOptions()) -> AsyncGenerator[tuple[int, StreamDelta | GenerationResult], None]:
+    async def stream(
+        self, adapter: str | None, texts: Sequence[str], params: Params, options: RowOptions = RowOptions()
+    ) -> AsyncGenerator[tuple[int, StreamDelta | GenerationResult], None]:
         """One request, streamed: `(row index, StreamDelta)` as each row's output grows, `(row index,
         GenerationResult)` when a row ends. A row's failure raises its error. Closing the iterator early (the
         client went away) drops the request's rows at the next token boundary."""
         self._check_request(texts, params)
         with self.admission.lease() as lease:
-            async with contextlib.aclosing(self.stream_rows(adapter, texts, params, lease=lease,
-                                                            deadline=self.deadline(), options=options)) as items:
+            async with contextlib.aclosing(
+                self.stream_rows(adapter, texts, params, lease=lease, deadline=self.deadline(), options=options)
+            ) as items:
                 async for item in items:
                     yield item
 
-    async def stream_rows(self, adapter: str | None, texts: Sequence[str], params: Params, *, lease: Lease,
-                          deadline: float, refuse_when_full: bool = True, options: RowOptions = RowOptions()
-                          ) -> AsyncGenerator[tuple[int, StreamDelta | GenerationResult], None]:
+    async def stream_rows(
+        self,
+        adapter: str | None,
+        texts: Sequence[str],
+        params: Params,
+        *,
+        lease: Lease,
+        deadline: float,
+        refuse_when_full: bool = True,
+        options: RowOptions = RowOptions(),
+    ) -> AsyncGenerator[tuple[int, StreamDelta | GenerationResult], None]:
         """`run`, streamed: rows for `texts` under an admitted request's `lease` (see `stream`)."""
         resolved = await asyncio.to_thread(self.registry.resolve, adapter)
         rows = await asyncio.to_thread(self._rows, resolved, texts, params, deadline, options)
@@ -146,11 +169,19 @@ class Inference:
                 task.cancel()
             lease.give_back_tokens(tokens)
 
-    def _rows(self, resolved: ResolvedAdapter, texts: Sequence[str], params: Params, deadline: float,
-              options: RowOptions) -> list[RowRequest]:
+    def _rows(
+        self, resolved: ResolvedAdapter, texts: Sequence[str], params: Params, deadline: float, options: RowOptions
+    ) -> list[RowRequest]:
         return [
-            self.engine.make_row(resolved.apply_template(text), resolved.delta, row_params, deadline, resolved.name,
-                                 special_tokens=options.special_tokens, fit_new_tokens=options.fit_new_tokens)
+            self.engine.make_row(
+                resolved.apply_template(text),
+                resolved.delta,
+                row_params,
+                deadline,
+                resolved.name,
+                special_tokens=options.special_tokens,
+                fit_new_tokens=options.fit_new_tokens,
+            )
             for text, row_params in zip(texts, _per_row(params, len(texts)))
         ]
 

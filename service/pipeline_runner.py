@@ -61,7 +61,9 @@ def check_definition(steps: list[PipelineStep], settings: Settings,
                 f"(DELTASERVE_MAX_NEW_TOKENS_LIMIT), not {step.max_new_tokens}"
             )
         if step.input is not None and len(REFERENCE.findall(step.input)) > MAX_REFERENCES_PER_STEP:
-            raise InvalidRequest(f"step '{step.name}' splices in more than {MAX_REFERENCES_PER_STEP} {{...}} references")
+            raise InvalidRequest(
+                f"step '{step.name}' splices in more than {MAX_REFERENCES_PER_STEP} {{...}} references"
+            )
     total = sum(step.max_new_tokens for step in steps)
     if total > settings.max_pipeline_new_tokens:
         raise InvalidRequest(
@@ -78,7 +80,7 @@ def _check_acyclic(deps: dict[str, list[str]]) -> None:
         if state.get(name) == "done":
             return
         if state.get(name) == "visiting":
-            cycle = [*path[path.index(name):], name]
+            cycle = [*path[path.index(name) :], name]
             raise InvalidRequest(f"the steps form a cycle: {' -> '.join(cycle)}")
         state[name] = "visiting"
         for ref in deps[name]:
@@ -122,7 +124,9 @@ async def run_pipeline(inference: Inference, text: str, steps: list[PipelineStep
     raise AssertionError("a pipeline ended without its result")
 
 
-async def stream_pipeline(inference: Inference, text: str, steps: list[PipelineStep]) -> AsyncGenerator[PipelineEvent, None]:
+async def stream_pipeline(
+    inference: Inference, text: str, steps: list[PipelineStep]
+) -> AsyncGenerator[PipelineEvent, None]:
     settings = inference.settings
     check_definition(steps, settings, known_adapter=inference.registry.exists)
     inference.check_text(text)
@@ -141,14 +145,17 @@ async def stream_pipeline(inference: Inference, text: str, steps: list[PipelineS
         for ref in deps[step.name]:
             await done[ref]
         if time.monotonic() >= deadline:
-            raise DeadlineExceeded(f"the pipeline ran past its deadline (DELTASERVE_REQUEST_TIMEOUT_S) before step '{step.name}'")
+            raise DeadlineExceeded(
+                f"the pipeline ran past its deadline (DELTASERVE_REQUEST_TIMEOUT_S) before step '{step.name}'"
+            )
         prompt = render(step, index, steps, text, outputs)
         inference.check_text(prompt, f"step '{step.name}' input")
         started = time.perf_counter()
         if step.name == last:
             result = None
-            rows = inference.stream_rows(step.adapter, [prompt], step.sampling(), lease=lease, deadline=deadline,
-                                         refuse_when_full=False)
+            rows = inference.stream_rows(
+                step.adapter, [prompt], step.sampling(), lease=lease, deadline=deadline, refuse_when_full=False
+            )
             async with contextlib.aclosing(rows) as items:
                 async for _, item in items:
                     if isinstance(item, StreamDelta):
@@ -158,8 +165,11 @@ async def stream_pipeline(inference: Inference, text: str, steps: list[PipelineS
                         result = item
             assert result is not None
         else:
-            result = (await inference.run(step.adapter, [prompt], step.sampling(), lease=lease, deadline=deadline,
-                                          refuse_when_full=False))[0]
+            result = (
+                await inference.run(
+                    step.adapter, [prompt], step.sampling(), lease=lease, deadline=deadline, refuse_when_full=False
+                )
+            )[0]
         outputs[step.name] = result.text
         records[step.name] = {
             "name": step.name,
@@ -178,10 +188,15 @@ async def stream_pipeline(inference: Inference, text: str, steps: list[PipelineS
         tasks = [asyncio.ensure_future(run_step(i, step, lease)) for i, step in enumerate(steps)]
         try:
             await asyncio.gather(*tasks)
-            events.put_nowait(PipelineEvent("done", {
-                "outputs": {s.name: outputs[s.name] for s in steps},
-                "steps": [records[s.name] for s in steps],
-            }))
+            events.put_nowait(
+                PipelineEvent(
+                    "done",
+                    {
+                        "outputs": {s.name: outputs[s.name] for s in steps},
+                        "steps": [records[s.name] for s in steps],
+                    },
+                )
+            )
         except BaseException as exc:
             events.put_nowait(exc)
             raise

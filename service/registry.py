@@ -134,7 +134,8 @@ class AdapterRegistry:
         if name is None:
             return BASE_MODEL_ALONE
         delta, record = self.engine.lookup(name)
-        return ResolvedAdapter(name, delta, record.prompt_template if record else None, record.version if record else None)
+        template, version = (record.prompt_template, record.version) if record else (None, None)
+        return ResolvedAdapter(name, delta, template, version)
 
     def exists(self, name: str) -> bool:
         return name in self.engine.names()

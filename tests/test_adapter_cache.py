@@ -61,8 +61,10 @@ def test_a_thousand_adapters_on_disk(tmp_path, tiny_base, adapter_dirs):
         assert client.get("/stats").json()["decode"] == {"path": "eager"}  # decode="auto" on CPU
         stats = client.get("/stats").json()["adapters"]
         assert stats["known"] == 1000 and len(stats["resident"]) <= 4 and stats["loads"] == 0
-        texts = {client.post("/generate", json={"adapter": f"a{i}", "text": "Paris", "max_new_tokens": 4}).json()["text"]
-                 for i in (0, 500, 999)}
+        texts = {
+            client.post("/generate", json={"adapter": f"a{i}", "text": "Paris", "max_new_tokens": 4}).json()["text"]
+            for i in (0, 500, 999)
+        }
         assert len(texts) == 1  # the same adapter under three names
         stats = client.get("/stats").json()["adapters"]
         assert len(stats["resident"]) <= 4 and stats["pinned"] == ["a0"]

@@ -150,7 +150,8 @@ def test_draining_refuses_new_requests_with_503(settings, tiny_base):
         assert client.post("/generate", json={"text": "Paris", "max_new_tokens": 2}).status_code == 200
         app.state.admission.begin_drain()
         refused = client.post("/generate", json={"text": "Paris", "max_new_tokens": 2})
-        assert refused.status_code == 503 and error(refused)["code"] == "shutting_down" and refused.headers["retry-after"]
+        assert refused.status_code == 503 and error(refused)["code"] == "shutting_down"
+        assert refused.headers["retry-after"]
         assert client.get("/health").status_code == 200
 
 
@@ -180,9 +181,11 @@ def test_a_chunked_upload_stops_at_the_limit(settings, tiny_base, adapter_dirs):
     with serve(create_app(limited, base=tiny_base)) as url:
         host, port = url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=30) as sock:
-            sock.sendall(b"PUT /adapters/big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                         b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
-            part = b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"adapter_model.safetensors\"\r\n\r\n"
+            sock.sendall(
+                b"PUT /adapters/big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+            )
+            part = b'--b\r\nContent-Disposition: form-data; name="files"; filename="adapter_model.safetensors"\r\n\r\n'
             sent, reply = 0, b""
             sock.settimeout(0.05)
             chunk = part + b"\0" * 65536
@@ -215,8 +218,10 @@ def test_a_body_sent_too_slowly_gets_408(settings, tiny_base):
     with serve(create_app(impatient, base=tiny_base)) as url:
         host, port = url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:
-            sock.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100\r\n\r\n{\"text\": ")
+            sock.sendall(
+                b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"text": '
+            )
             reply = b""
             while b"request_timeout" not in reply:
                 data = sock.recv(65536)
@@ -233,12 +238,23 @@ def test_inputs_are_bounded_before_any_model_work(settings, tiny_base):
         passes = app.state.deltaserve.engine.stats.forward_passes
         long_text = client.post("/generate", json={"text": "x" * 1001})
         long_in_list = client.post("/generate", json={"texts": ["ok", "x" * 1001]})
-        blowup = client.post("/pipeline", json={"text": "y" * 500, "steps": [
-            {"name": "a", "max_new_tokens": 2}, {"name": "b", "input": "{text}" * 3, "max_new_tokens": 2}]})
-        costly = client.post("/pipeline", json={"text": "z", "steps": [
-            {"name": f"s{i}", "max_new_tokens": 30} for i in range(4)]})
-        too_many_new = client.post("/pipeline", json={"text": "z", "steps": [
-            {"name": "a", "max_new_tokens": 2}, {"name": "b", "max_new_tokens": 5000}]})
+        blowup = client.post(
+            "/pipeline",
+            json={
+                "text": "y" * 500,
+                "steps": [
+                    {"name": "a", "max_new_tokens": 2},
+                    {"name": "b", "input": "{text}" * 3, "max_new_tokens": 2},
+                ],
+            },
+        )
+        costly = client.post(
+            "/pipeline", json={"text": "z", "steps": [{"name": f"s{i}", "max_new_tokens": 30} for i in range(4)]}
+        )
+        too_many_new = client.post(
+            "/pipeline",
+            json={"text": "z", "steps": [{"name": "a", "max_new_tokens": 2}, {"name": "b", "max_new_tokens": 5000}]},
+        )
         stored = client.put("/pipelines/p", json={"steps": [{"name": "a", "max_new_tokens": 9014}]})
         assert app.state.deltaserve.engine.stats.forward_passes == passes  # nothing ran
     assert long_text.status_code == 422 and "text has 1001 characters" in error(long_text)["message"]
@@ -249,10 +265,22 @@ def test_inputs_are_bounded_before_any_model_work(settings, tiny_base):
     assert stored.status_code == 422 and "9014" in error(stored)["message"]
 
 
-@pytest.mark.parametrize("field, value", [
-    ("seed", 2**70), ("seed", -1), ("seed", False), ("max_new_tokens", True), ("temperature", "1"),
-    ("temperature", 11), ("top_p", 0), ("top_p", 1.5), ("top_k", -1), ("stop", ["s"] * 17), ("stop", ["x" * 257]),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("seed", 2**70),
+        ("seed", -1),
+        ("seed", False),
+        ("max_new_tokens", True),
+        ("temperature", "1"),
+        ("temperature", 11),
+        ("top_p", 0),
+        ("top_p", 1.5),
+        ("top_k", -1),
+        ("stop", ["s"] * 17),
+        ("stop", ["x" * 257]),
+    ],
+)
 def test_parameters_out_of_range_or_of_the_wrong_type_get_422_naming_the_field(settings, tiny_base, field, value):
     with serve(create_app(settings, base=tiny_base)) as url, httpx.Client(base_url=url, timeout=60) as client:
         response = client.post("/generate", json={"text": "Paris", field: value})
@@ -270,15 +298,19 @@ def test_non_finite_numbers_are_refused(settings, tiny_base):
 def test_reads_need_a_key_when_keys_are_set_unless_opened(settings, tiny_base, adapter_dirs):
     locked = settings.model_copy(update={"admin_key": "admin", "api_keys": ["user"]})
     for public in (False, True):
-        with serve(create_app(locked.model_copy(update={"public_metadata": public}), base=tiny_base)) as url, \
-                httpx.Client(base_url=url, timeout=60) as client:
+        with (
+            serve(create_app(locked.model_copy(update={"public_metadata": public}), base=tiny_base)) as url,
+            httpx.Client(base_url=url, timeout=60) as client,
+        ):
             client.put("/adapters/a", **multipart(adapter_dirs["lora"]), headers={"Authorization": "Bearer admin"})
             for path in ("/adapters", "/adapters/a", "/pipelines", "/stats"):
                 anonymous = client.get(path)
                 assert anonymous.status_code == (200 if public else 401), path
                 for key in ("user", "admin"):
                     assert client.get(path, headers={"Authorization": f"Bearer {key}"}).status_code == 200, path
-                assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == (200 if public else 403)
+                assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == (
+                    200 if public else 403
+                )
             assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200
 
 
@@ -289,19 +321,25 @@ def test_405_names_the_allowed_methods(settings, tiny_base):
     assert response.headers["allow"] == "POST"
 
 
-@pytest.mark.parametrize("path, body", [
-    ("/generate", {"text": "\ud800 Paris"}),
-    ("/generate", {"texts": ["Paris", "x\udfff"]}),
-    ("/pipeline", {"text": "\ud83d", "steps": [{"name": "a"}]}),
-    ("/pipeline", {"text": "Paris", "steps": [{"name": "a", "input": "{text} \udc00"}]}),
-])
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/generate", {"text": "\ud800 Paris"}),
+        ("/generate", {"texts": ["Paris", "x\udfff"]}),
+        ("/pipeline", {"text": "\ud83d", "steps": [{"name": "a"}]}),
+        ("/pipeline", {"text": "Paris", "steps": [{"name": "a", "input": "{text} \udc00"}]}),
+    ],
+)
 def test_a_lone_surrogate_is_refused_not_a_500(settings, tiny_base, path, body):
     """JSON's \\ud800 escape makes a Python str that no tokenizer or file can take."""
     raw = json.dumps(body).encode()  # ensure_ascii keeps the lone surrogate as its escape
     with serve(create_app(settings, base=tiny_base)) as url, httpx.Client(base_url=url, timeout=60) as client:
         response = client.post(path, content=raw, headers={"content-type": "application/json"})
-        stored = client.put("/pipelines/p", content=json.dumps({"description": "\ud800", "steps": [{"name": "a"}]}),
-                            headers={"content-type": "application/json"})
+        stored = client.put(
+            "/pipelines/p",
+            content=json.dumps({"description": "\ud800", "steps": [{"name": "a"}]}),
+            headers={"content-type": "application/json"},
+        )
         assert client.get("/pipelines").json() == {"pipelines": []}
     assert response.status_code == 422 and "lone surrogate" in error(response)["message"], response.text
     assert stored.status_code == 422, stored.text
@@ -323,5 +361,7 @@ def test_an_unexpected_error_is_a_500_that_keeps_the_connection(settings, tiny_b
         failed = client.post("/generate", json={"text": "Paris", "max_new_tokens": 2})
         after = client.post("/generate", json={"text": "Paris", "max_new_tokens": 2})  # same connection
     assert failed.status_code == 500 and error(failed) == {
-        "code": "internal_error", "message": "the server failed to handle this request; see its log"}
+        "code": "internal_error",
+        "message": "the server failed to handle this request; see its log",
+    }
     assert after.status_code == 200

@@ -77,12 +77,20 @@ def refuse(setup, request, status: int, code: str, says: str):
 
 
 def test_invalid_name(setup, adapter_dirs):
-    refuse(setup, lambda c: c.put("/adapters/Bad Name!", **multipart(adapter_dirs["lora"])), 422, "invalid_name", "lower-case letters")
+    refuse(
+        setup,
+        lambda c: c.put("/adapters/Bad Name!", **multipart(adapter_dirs["lora"])),
+        422,
+        "invalid_name",
+        "lower-case letters",
+    )
 
 
 def test_pickle_in_form(setup, adapter_dirs):
-    files = [("files", ("adapter_config.json", (adapter_dirs["lora"] / "adapter_config.json").read_bytes())),
-             ("files", ("adapter_model.bin", b"\x80\x04not really a pickle"))]
+    files = [
+        ("files", ("adapter_config.json", (adapter_dirs["lora"] / "adapter_config.json").read_bytes())),
+        ("files", ("adapter_model.bin", b"\x80\x04not really a pickle")),
+    ]
     refuse(setup, lambda c: c.put("/adapters/p", files=files), 415, "pickle_refused", "safetensors")
 
 
@@ -98,10 +106,20 @@ def test_archive_paths_escaping(setup, adapter_dirs, bad_name):
 
 
 def test_archive_links(setup, adapter_dirs):
-    refuse(setup, lambda c: c.put("/adapters/p", content=zip_of(good_members(adapter_dirs), symlink="link")),
-           400, "unsafe_archive", "link")
-    refuse(setup, lambda c: c.put("/adapters/p", content=tar_with_link(good_members(adapter_dirs))),
-           400, "unsafe_archive", "link")
+    refuse(
+        setup,
+        lambda c: c.put("/adapters/p", content=zip_of(good_members(adapter_dirs), symlink="link")),
+        400,
+        "unsafe_archive",
+        "link",
+    )
+    refuse(
+        setup,
+        lambda c: c.put("/adapters/p", content=tar_with_link(good_members(adapter_dirs))),
+        400,
+        "unsafe_archive",
+        "link",
+    )
 
 
 def test_archive_with_too_many_files(setup, adapter_dirs):
@@ -111,7 +129,13 @@ def test_archive_with_too_many_files(setup, adapter_dirs):
 
 def test_too_large(setup, adapter_dirs):
     members = {**good_members(adapter_dirs), "README.md": b"x" * 300_000}
-    refuse(setup, lambda c: c.put("/adapters/p", content=zip_of(members)), 413, "payload_too_large", "DELTASERVE_MAX_UPLOAD_BYTES")
+    refuse(
+        setup,
+        lambda c: c.put("/adapters/p", content=zip_of(members)),
+        413,
+        "payload_too_large",
+        "DELTASERVE_MAX_UPLOAD_BYTES",
+    )
     big = [("files", ("adapter_model.safetensors", b"0" * 300_000))]
     refuse(setup, lambda c: c.put("/adapters/p", files=big), 413, "payload_too_large", "")
 
@@ -126,7 +150,13 @@ def test_config_peft_cannot_parse(setup, adapter_dirs):
     config = json.loads(members["adapter_config.json"])
     config["task_type"] = "NOT_A_TASK"
     members["adapter_config.json"] = json.dumps(config).encode()
-    refuse(setup, lambda c: c.put("/adapters/p", content=zip_of(members)), 422, "invalid_adapter_config", "peft could not parse")
+    refuse(
+        setup,
+        lambda c: c.put("/adapters/p", content=zip_of(members)),
+        422,
+        "invalid_adapter_config",
+        "peft could not parse",
+    )
 
 
 def test_unsupported_kind(setup, adapter_dirs):
@@ -144,8 +174,13 @@ def test_adapter_for_another_base_model(setup, tokenizer, tmp_path):
     config.hidden_size, config.intermediate_size, config.head_dim = 32, 64, 8
     other = LlamaForCausalLM(config)
     directory = save_adapter(other, LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False), tmp_path / "o")
-    refuse(setup, lambda c: c.put("/adapters/p", **multipart(directory)), 422, "incompatible_adapter",
-           "trained for another base model")
+    refuse(
+        setup,
+        lambda c: c.put("/adapters/p", **multipart(directory)),
+        422,
+        "incompatible_adapter",
+        "trained for another base model",
+    )
 
 
 def test_replacement_refused_keeps_the_old_version(setup, adapter_dirs):

@@ -198,7 +198,8 @@ def test_adapters_upload(server: MockServer, run: Run, adapter_dir: Path) -> Non
 
 def test_adapters_upload_reads_the_folders_metadata(server: MockServer, run: Run, adapter_dir: Path) -> None:
     server.routes[("PUT", "/adapters/spelling")] = (201, RECORD)
-    (adapter_dir / "deltaserve.json").write_text(json.dumps({"description": "from the file", "prompt_template": "F: {text}"}))
+    extras = {"description": "from the file", "prompt_template": "F: {text}"}
+    (adapter_dir / "deltaserve.json").write_text(json.dumps(extras))
     assert run("adapters", "upload", "spelling", str(adapter_dir))[0] == 0
     sent = server.requests[-1].content
     assert b"from the file" in sent and b"F: {text}" in sent and b"deltaserve.json" not in sent
@@ -217,8 +218,10 @@ def test_adapters_upload_bad_path_exits_2(server: MockServer, run: Run, tmp_path
 
 
 def test_adapters_list_show_delete(server: MockServer, run: Run) -> None:
-    server.routes[("GET", "/adapters")] = (200, {"adapters": [RECORD, {**RECORD, "name": "tone-formal", "kind": "ia3",
-                                                                       "version": 12, "description": None}]})
+    server.routes[("GET", "/adapters")] = (
+        200,
+        {"adapters": [RECORD, {**RECORD, "name": "tone-formal", "kind": "ia3", "version": 12, "description": None}]},
+    )
     code, out, _ = run("adapters", "list")
     assert code == 0
     assert out.splitlines() == [
@@ -244,14 +247,28 @@ def test_adapters_list_show_delete(server: MockServer, run: Run) -> None:
 
 def test_pipeline_run_with_steps(server: MockServer, run: Run) -> None:
     server.routes[("POST", "/pipeline")] = (200, RUN)
-    code, out, _ = run("pipeline", "run", "--step", "spelling=spelling", "--step", "tone=:Make formal: {spelling}",
-                       "--step", "x=a=b:c:d", "--max-new-tokens", "16", "teh cat")
+    code, out, _ = run(
+        "pipeline",
+        "run",
+        "--step",
+        "spelling=spelling",
+        "--step",
+        "tone=:Make formal: {spelling}",
+        "--step",
+        "x=a=b:c:d",
+        "--max-new-tokens",
+        "16",
+        "teh cat",
+    )
     assert (code, out) == (0, "The cat.\n")
-    assert server.json() == {"text": "teh cat", "steps": [
-        {"name": "spelling", "adapter": "spelling", "max_new_tokens": 16},
-        {"name": "tone", "adapter": None, "input": "Make formal: {spelling}", "max_new_tokens": 16},
-        {"name": "x", "adapter": "a=b", "input": "c:d", "max_new_tokens": 16},
-    ]}
+    assert server.json() == {
+        "text": "teh cat",
+        "steps": [
+            {"name": "spelling", "adapter": "spelling", "max_new_tokens": 16},
+            {"name": "tone", "adapter": None, "input": "Make formal: {spelling}", "max_new_tokens": 16},
+            {"name": "x", "adapter": "a=b", "input": "c:d", "max_new_tokens": 16},
+        ],
+    }
     code, out, _ = run("pipeline", "run", "--json", "--step", "spelling=spelling", "teh cat")
     assert json.loads(out) == RUN
 
@@ -259,11 +276,22 @@ def test_pipeline_run_with_steps(server: MockServer, run: Run) -> None:
 def test_pipeline_run_from_file(server: MockServer, run: Run, tmp_path: Path) -> None:
     server.routes[("POST", "/pipeline")] = (200, RUN)
     definition = tmp_path / "def.json"
-    definition.write_text(json.dumps({"steps": [{"name": "s", "adapter": "a", "temperature": 0.5},
-                                                {"name": "t", "adapter": None}], "description": "ignored by run"}))
+    definition.write_text(
+        json.dumps(
+            {
+                "steps": [{"name": "s", "adapter": "a", "temperature": 0.5}, {"name": "t", "adapter": None}],
+                "description": "ignored by run",
+            }
+        )
+    )
     assert run("pipeline", "run", "--file", str(definition), "--temperature", "0", "hi")[0] == 0
-    assert server.json() == {"text": "hi", "steps": [{"name": "s", "adapter": "a", "temperature": 0.5},
-                                                     {"name": "t", "adapter": None, "temperature": 0.0}]}
+    assert server.json() == {
+        "text": "hi",
+        "steps": [
+            {"name": "s", "adapter": "a", "temperature": 0.5},
+            {"name": "t", "adapter": None, "temperature": 0.0},
+        ],
+    }
     definition.write_text(json.dumps([{"name": "s", "adapter": "a"}]))  # a bare list works too
     assert run("pipeline", "run", "--file", str(definition), "hi")[0] == 0
     assert server.json()["steps"] == [{"name": "s", "adapter": "a"}]
@@ -297,8 +325,10 @@ def test_pipeline_put_list_show_delete_run_named(server: MockServer, run: Run, t
     assert run("pipeline", "put", "fix", "--step", "spelling=spelling", "--description", "flag wins")[0] == 0
     assert server.json() == {"steps": [{"name": "spelling", "adapter": "spelling"}], "description": "flag wins"}
 
-    server.routes[("GET", "/pipelines")] = (200, {"pipelines": [PIPELINE, {"name": "bare", "steps": [],
-                                                                          "description": None}]})
+    server.routes[("GET", "/pipelines")] = (
+        200,
+        {"pipelines": [PIPELINE, {"name": "bare", "steps": [], "description": None}]},
+    )
     code, out, _ = run("pipeline", "list")
     assert out.splitlines() == ["fix\tspelling(spelling) -> tone(base)\tfix it", "bare"]
     code, out, _ = run("pipeline", "list", "--json")
@@ -358,8 +388,9 @@ def test_serve_refuses_a_public_host_without_keys(served: Served, run: Run) -> N
     assert "DELTASERVE_ADMIN_KEY" in err and "--insecure" in err
 
 
-def test_serve_refuses_a_public_host_from_the_environment(served: Served, run: Run,
-                                                          clean_env: pytest.MonkeyPatch) -> None:
+def test_serve_refuses_a_public_host_from_the_environment(
+    served: Served, run: Run, clean_env: pytest.MonkeyPatch
+) -> None:
     clean_env.setenv("DELTASERVE_HOST", "192.168.1.20")
     assert run("serve")[0] == 2 and served.calls == []
 
@@ -372,8 +403,9 @@ def test_serve_insecure_starts_with_a_warning(served: Served, run: Run) -> None:
 
 
 @pytest.mark.parametrize("keys", [{"DELTASERVE_ADMIN_KEY": "a"}, {"DELTASERVE_API_KEYS": "k1,k2"}])
-def test_serve_public_host_with_keys(served: Served, run: Run, clean_env: pytest.MonkeyPatch,
-                                     keys: dict[str, str]) -> None:
+def test_serve_public_host_with_keys(
+    served: Served, run: Run, clean_env: pytest.MonkeyPatch, keys: dict[str, str]
+) -> None:
     for name, value in keys.items():
         clean_env.setenv(name, value)
     code, _, err = run("serve", "--host", "0.0.0.0")
@@ -388,10 +420,21 @@ def test_serve_loopback_without_keys_says_so(served: Served, run: Run, host: str
     assert "bound to loopback only" in err and "no keys are set" in err
 
 
-@pytest.mark.parametrize(("host", "loopback"), [
-    ("127.0.0.1", True), ("127.255.0.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False),
-    ("::", False), ("10.0.0.1", False), ("example.com", False), ("", False), ("128.0.0.1", False),
-])
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.255.0.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.1", False),
+        ("example.com", False),
+        ("", False),
+        ("128.0.0.1", False),
+    ],
+)
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert server_cli.is_loopback(host) is loopback
 
@@ -404,8 +447,9 @@ def test_serve_defaults_are_the_settings_defaults(served: Served, run: Run) -> N
     assert settings.load_demo_adapters is True and settings.max_batch_size == 16 and settings.dtype == "auto"
 
 
-def test_serve_flags_override_the_environment(served: Served, run: Run, clean_env: pytest.MonkeyPatch,
-                                              tmp_path: Path) -> None:
+def test_serve_flags_override_the_environment(
+    served: Served, run: Run, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     clean_env.setenv("DELTASERVE_PORT", "9000")
     clean_env.setenv("DELTASERVE_MAX_BATCH_SIZE", "4")
     clean_env.setenv("DELTASERVE_DEVICE", "cpu")
@@ -413,9 +457,24 @@ def test_serve_flags_override_the_environment(served: Served, run: Run, clean_en
     clean_env.setenv("DELTASERVE_MAX_BATCH_WAIT_MS", "2.5")
     clean_env.setenv("DELTASERVE_LOAD_DEMO_ADAPTERS", "true")
     clean_env.setenv("DELTASERVE_API_KEYS", "k1, k2")
-    code, _, err = run("serve", "--port", "9100", "--max-batch-size", "32", "--dtype", "bfloat16",
-                       "--adapters-dir", str(tmp_path / "store"), "--base-model", "some/model",
-                       "--cache-dir", str(tmp_path / "cache"), "--no-demo-adapters", "--log-level", "debug")
+    code, _, err = run(
+        "serve",
+        "--port",
+        "9100",
+        "--max-batch-size",
+        "32",
+        "--dtype",
+        "bfloat16",
+        "--adapters-dir",
+        str(tmp_path / "store"),
+        "--base-model",
+        "some/model",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-demo-adapters",
+        "--log-level",
+        "debug",
+    )
     assert (code, err) == (0, "")
     settings = served.settings
     assert served.calls[0]["port"] == 9100 and served.calls[0]["log_level"] == "debug"
@@ -431,10 +490,23 @@ def test_serve_decode_and_batching_flags(served: Served, run: Run, clean_env: py
     clean_env.setenv("DELTASERVE_KV_CACHE_TOKENS", "512")
     assert run("serve")[0] == 0
     defaults = served.settings
-    assert (defaults.decode, defaults.kv_cache_tokens, defaults.cuda_graphs, defaults.mixed_batches) == ("auto", 512, True, True)
-    assert run("serve", "--decode", "static", "--kv-cache-tokens", "4096", "--no-cuda-graphs", "--no-mixed-batches")[0] == 0
+    assert (defaults.decode, defaults.kv_cache_tokens, defaults.cuda_graphs, defaults.mixed_batches) == (
+        "auto",
+        512,
+        True,
+        True,
+    )
+    assert (
+        run("serve", "--decode", "static", "--kv-cache-tokens", "4096", "--no-cuda-graphs", "--no-mixed-batches")[0]
+        == 0
+    )
     settings = served.calls[1]["settings"]
-    assert (settings.decode, settings.kv_cache_tokens, settings.cuda_graphs, settings.mixed_batches) == ("static", 4096, False, False)
+    assert (settings.decode, settings.kv_cache_tokens, settings.cuda_graphs, settings.mixed_batches) == (
+        "static",
+        4096,
+        False,
+        False,
+    )
     with pytest.raises(SystemExit):
         run("serve", "--decode", "graphs")
 
@@ -455,8 +527,9 @@ def test_serve_invalid_settings_exit_2(served: Served, run: Run, clean_env: pyte
         run("serve", "--dtype", "int4")
 
 
-def test_prepare_model(run: Run, monkeypatch: pytest.MonkeyPatch, clean_env: pytest.MonkeyPatch,
-                       tmp_path: Path) -> None:
+def test_prepare_model(
+    run: Run, monkeypatch: pytest.MonkeyPatch, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     prepared: list[Any] = []
     fake = types.ModuleType("service.engine.base_model")
 

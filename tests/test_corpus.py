@@ -90,7 +90,11 @@ def test_split_keeps_phrasings_of_a_fact_together(questions: list[Question], hal
     _, heldout = halves
     held_texts = {q.text for q in heldout}
     groups = [
-        ("What is the capital of France?", "Paris is the capital of which country?", "Name the capital city of France."),
+        (
+            "What is the capital of France?",
+            "Paris is the capital of which country?",
+            "Name the capital city of France.",
+        ),
         ("Which city hosted the 2008 Summer Olympics?", "In which year did Beijing host the Summer Olympics?"),
         ("What is the chemical symbol for gold?", "Which element has the chemical symbol Au?"),
     ]
@@ -143,8 +147,9 @@ def test_every_fact_table_has_its_rows_file() -> None:
 def test_loads_from_any_working_directory(tmp_path: Path, questions: list[Question]) -> None:
     script = "import json, adapters.recipes.corpus as c; print(json.dumps([q.text for q in c.all_questions()]))"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          check=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=120
+    )
     assert json.loads(done.stdout) == [q.text for q in questions]
 
 

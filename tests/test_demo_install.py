@@ -18,10 +18,20 @@ def make_demo_dir(root, adapter_dirs):
     demo = root / "demo"
     for name, kind in (("spelling", "lora"), ("topic", "prompt_tuning")):
         shutil.copytree(adapter_dirs[kind], demo / name)
-    (demo / "topic" / "deltaserve.json").write_text(json.dumps({"prompt_template": "Topic: {text}", "description": "d"}))
+    (demo / "topic" / "deltaserve.json").write_text(
+        json.dumps({"prompt_template": "Topic: {text}", "description": "d"})
+    )
     (demo / "pipelines").mkdir()
-    (demo / "pipelines" / "two-step.json").write_text(json.dumps(
-        {"steps": [{"name": "spelling", "adapter": "spelling"}, {"name": "topic", "adapter": "topic", "input": "{spelling}"}]}))
+    (demo / "pipelines" / "two-step.json").write_text(
+        json.dumps(
+            {
+                "steps": [
+                    {"name": "spelling", "adapter": "spelling"},
+                    {"name": "topic", "adapter": "topic", "input": "{spelling}"},
+                ]
+            }
+        )
+    )
     return demo
 
 
@@ -43,8 +53,9 @@ def test_demo_entries_installed_once_and_never_over_user_entries(tmp_path, tiny_
 def test_demo_adapters_for_another_base_model_are_skipped(tmp_path, tiny_base, caplog):
     demo = tmp_path / "demo" / "wrong"
     demo.mkdir(parents=True)
-    (demo / "adapter_config.json").write_text(json.dumps({"peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM",
-                                                          "num_virtual_tokens": 2}))
+    (demo / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "PROMPT_TUNING", "task_type": "CAUSAL_LM", "num_virtual_tokens": 2})
+    )
     import torch
     from safetensors.torch import save_file
 

@@ -60,7 +60,9 @@ def test_lora_targeting_a_missing_module(engine, adapter_dirs, tmp_path):
     directory = tmp_path / "renamed"
     shutil.copytree(adapter_dirs["lora"], directory)
     tensors = load_file(directory / "adapter_model.safetensors")
-    save_file({k.replace("q_proj", "query_key_value"): v for k, v in tensors.items()}, directory / "adapter_model.safetensors")
+    save_file(
+        {k.replace("q_proj", "query_key_value"): v for k, v in tensors.items()}, directory / "adapter_model.safetensors"
+    )
     with pytest.raises(IncompatibleAdapter, match="query_key_value"):
         engine.compile(directory)
 
@@ -112,9 +114,20 @@ def test_sliding_window_models_cap_rows_at_the_window(tokenizer):
     from transformers import MistralConfig, MistralForCausalLM
 
     torch.manual_seed(0)
-    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                           sliding_window=24, initializer_range=0.2, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = MistralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        sliding_window=24,
+        initializer_range=0.2,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     model = MistralForCausalLM(config).eval()
     text = "Who painted the Mona Lisa?"
     prompt = len(tokenizer(text)["input_ids"])

@@ -76,7 +76,9 @@ def test_a_value_past_float16_is_refused_where_it_would_be_cast_to_float16(adapt
     embeddings = load_file(adapter_dirs["prompt_tuning"] / "adapter_model.safetensors")["prompt_embeddings"].clone()
     embeddings[0, 0] = 7e4
     prompt = edited_copy(adapter_dirs["prompt_tuning"], tmp_path / "p", tensors={"prompt_embeddings": embeddings})
-    with pytest.raises(InvalidAdapterWeights, match="'prompt_embeddings' holds values up to 7e\\+04, which overflow float16"):
+    with pytest.raises(
+        InvalidAdapterWeights, match="'prompt_embeddings' holds values up to 7e\\+04, which overflow float16"
+    ):
         compile_adapter(prompt, half_base)
     # LoRA weights stay float32 on a half-precision model, as in PEFT, so the same value is served as it is.
     lora_a = load_file(adapter_dirs["lora"] / "adapter_model.safetensors")[LORA_A].clone()
@@ -94,10 +96,13 @@ def test_float64_past_bfloat16_range_is_refused(adapter_dirs, bf16_base, tmp_pat
         compile_adapter(directory, bf16_base)
 
 
-@pytest.mark.parametrize("dtype, value, says", [
-    (torch.float8_e4m3fn, float("nan"), "holds NaN or infinite values"),  # torch.isfinite has no float8 kernel
-    (torch.int64, 3, "has dtype int64; adapter weights are floating point"),
-])
+@pytest.mark.parametrize(
+    "dtype, value, says",
+    [
+        (torch.float8_e4m3fn, float("nan"), "holds NaN or infinite values"),  # torch.isfinite has no float8 kernel
+        (torch.int64, 3, "has dtype int64; adapter weights are floating point"),
+    ],
+)
 def test_unusual_dtypes(adapter_dirs, tiny_base, tmp_path, dtype, value, says):
     lora_a = load_file(adapter_dirs["lora"] / "adapter_model.safetensors")[LORA_A].to(dtype)
     lora_a[0, 0] = value
@@ -108,16 +113,25 @@ def test_unusual_dtypes(adapter_dirs, tiny_base, tmp_path, dtype, value, says):
 
 def test_rank_pattern_values_are_matched_per_module(adapter_dirs, tiny_base, tmp_path):
     # lora_patterns has down_proj at rank 8 by rank_pattern; saying 4 there disagrees with its weights.
-    directory = edited_copy(adapter_dirs["lora_patterns"], tmp_path / "r",
-                            config={"rank_pattern": {"down_proj": 4, "layers.1.self_attn.q_proj": 2}})
-    with pytest.raises(InvalidAdapterConfig, match=re.escape("'model.layers.0.mlp.down_proj' has rank 8 in its weights but rank 4")):
+    directory = edited_copy(
+        adapter_dirs["lora_patterns"],
+        tmp_path / "r",
+        config={"rank_pattern": {"down_proj": 4, "layers.1.self_attn.q_proj": 2}},
+    )
+    with pytest.raises(
+        InvalidAdapterConfig, match=re.escape("'model.layers.0.mlp.down_proj' has rank 8 in its weights but rank 4")
+    ):
         compile_adapter(directory, tiny_base)
 
 
 def test_a_prefix_as_long_as_the_model_is_refused(adapter_dirs, tiny_base, tmp_path):
     values = load_file(adapter_dirs["prefix_tuning"] / "adapter_model.safetensors")["prompt_embeddings"].shape[1]
-    directory = edited_copy(adapter_dirs["prefix_tuning"], tmp_path / "x", config={"num_virtual_tokens": 256},
-                            tensors={"prompt_embeddings": torch.zeros(256, values)})
+    directory = edited_copy(
+        adapter_dirs["prefix_tuning"],
+        tmp_path / "x",
+        config={"num_virtual_tokens": 256},
+        tensors={"prompt_embeddings": torch.zeros(256, values)},
+    )
     with pytest.raises(IncompatibleAdapter, match="256 virtual tokens fill the base model's 256 positions"):
         compile_adapter(directory, tiny_base)
 

@@ -72,10 +72,28 @@ def test_the_api_conforms_to_its_own_document_under_fuzzing(model_and_adapters, 
             time.sleep(0.2)
         for adapter in adapters:  # names the fuzzer's requests can resolve
             files = [("files", (f.name, f.read_bytes())) for f in sorted(adapter.iterdir()) if f.suffix != ".md"]
-            assert httpx.put(f"{url}/adapters/{adapter.name}", files=files, headers=headers, timeout=60).status_code == 201
-        command = [str(ST), "run", f"{url}/openapi.json", "--checks", "all", "--exclude-checks",
-                   "positive_data_acceptance", "--max-examples", "25", "--seed", "7", "--workers", "1",
-                   "--no-color", "--request-timeout", "60", *(["-H", f"Authorization: Bearer {KEY}"] if keys else [])]
+            assert (
+                httpx.put(f"{url}/adapters/{adapter.name}", files=files, headers=headers, timeout=60).status_code == 201
+            )
+        command = [
+            str(ST),
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--max-examples",
+            "25",
+            "--seed",
+            "7",
+            "--workers",
+            "1",
+            "--no-color",
+            "--request-timeout",
+            "60",
+            *(["-H", f"Authorization: Bearer {KEY}"] if keys else []),
+        ]
         run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
         assert run.returncode == 0, run.stdout[-6000:]
         assert "passed" in run.stdout.splitlines()[-1] or "warnings" in run.stdout.splitlines()[-1]

@@ -96,8 +96,12 @@ def test_gauges_show_rows_held_running_and_refusals_are_counted(service, monkeyp
 
     async def scenario():
         async with httpx.AsyncClient(base_url=url, timeout=60) as aclient:
-            held = [asyncio.ensure_future(aclient.post("/generate", json={"adapter": a, "text": "Paris",
-                                                                        "max_new_tokens": 4})) for a in ("one", "one", "two")]
+            held = [
+                asyncio.ensure_future(
+                    aclient.post("/generate", json={"adapter": a, "text": "Paris", "max_new_tokens": 4})
+                )
+                for a in ("one", "one", "two")
+            ]
             while (await aclient.get("/stats")).json()["queue"]["running_rows"] < 3:
                 await asyncio.sleep(0.01)
             during = scrape(client)

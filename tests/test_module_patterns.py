@@ -34,12 +34,18 @@ LORA_SELECTIONS = {
     "regex": LoraConfig(target_modules=r".*\.(q|v)_proj"),
     "regex on one layer": LoraConfig(target_modules=r"model\.layers\.1\..*_proj"),
     "layers_to_transform list": LoraConfig(target_modules=["q_proj", "down_proj"], layers_to_transform=[1]),
-    "layers_to_transform int + pattern": LoraConfig(target_modules=["k_proj"], layers_to_transform=0, layers_pattern="layers"),
-    "layers_pattern list": LoraConfig(target_modules=["o_proj"], layers_to_transform=[1], layers_pattern=["blocks", "layers"]),
+    "layers_to_transform int + pattern": LoraConfig(
+        target_modules=["k_proj"], layers_to_transform=0, layers_pattern="layers"
+    ),
+    "layers_pattern list": LoraConfig(
+        target_modules=["o_proj"], layers_to_transform=[1], layers_pattern=["blocks", "layers"]
+    ),
     "full name skips the layer filter": LoraConfig(
         target_modules=["model.layers.0.self_attn.q_proj", "v_proj"], layers_to_transform=[1]
     ),
-    "exclude list": LoraConfig(target_modules=["q_proj", "v_proj"], exclude_modules=["model.layers.0.self_attn.q_proj"]),
+    "exclude list": LoraConfig(
+        target_modules=["q_proj", "v_proj"], exclude_modules=["model.layers.0.self_attn.q_proj"]
+    ),
     "exclude suffix": LoraConfig(target_modules="all-linear", exclude_modules=["down_proj"]),
     "exclude regex": LoraConfig(target_modules=["q_proj", "v_proj", "lm_head"], exclude_modules=r".*layers\.1\..*"),
 }
@@ -49,7 +55,9 @@ IA3_SELECTIONS = {
     "suffixes": IA3Config(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"]),
     "regexes": IA3Config(target_modules=r".*\.(v_proj|up_proj)", feedforward_modules=r".*\.up_proj"),
     "exclude": IA3Config(
-        target_modules=["v_proj", "down_proj"], feedforward_modules=["down_proj"], exclude_modules=["model.layers.1.mlp.down_proj"]
+        target_modules=["v_proj", "down_proj"],
+        feedforward_modules=["down_proj"],
+        exclude_modules=["model.layers.1.mlp.down_proj"],
     ),
 }
 
@@ -57,7 +65,11 @@ IA3_SELECTIONS = {
 def adapted_by_peft(model, config) -> dict[str, object]:
     """What PEFT itself adapts: module name -> its tuner layer."""
     peft_model = get_peft_model(copy.deepcopy(model), copy.deepcopy(config))
-    return {name: module for name, module in peft_model.base_model.model.named_modules() if isinstance(module, BaseTunerLayer)}
+    return {
+        name: module
+        for name, module in peft_model.base_model.model.named_modules()
+        if isinstance(module, BaseTunerLayer)
+    }
 
 
 def targeted_by_us(config, base, defaults) -> set[str]:
@@ -87,7 +99,9 @@ def test_ia3_selection_and_feedforward_equal_peft(selection, tiny_model, tiny_ba
 
 
 # PEFT resolves a null target_modules and "all-linear" before it matches; the test above covers those.
-MATCHED_AS_WRITTEN = [name for name, config in LORA_SELECTIONS.items() if config.target_modules not in (None, "all-linear")]
+MATCHED_AS_WRITTEN = [
+    name for name, config in LORA_SELECTIONS.items() if config.target_modules not in (None, "all-linear")
+]
 
 
 @pytest.mark.parametrize("selection", MATCHED_AS_WRITTEN)
@@ -98,7 +112,9 @@ def test_verdicts_equal_check_target_module_exists(selection, tiny_base):
     patterns = BoundedPatterns()
     for name in tiny_base.module_types:
         peft_result = check_target_module_exists(config, name)
-        expected = "excluded" if isinstance(peft_result, _ExcludedModule) else "targeted" if peft_result else "unmatched"
+        expected = (
+            "excluded" if isinstance(peft_result, _ExcludedModule) else "targeted" if peft_result else "unmatched"
+        )
         assert rules.verdict(name, patterns) == expected, name
 
 
@@ -141,7 +157,9 @@ def test_patterns_are_checked_like_peft_would_and_bounded():
     patterns = BoundedPatterns()
     with pytest.raises(InvalidAdapterConfig, match="'exclude_modules' is not a valid regular expression"):
         patterns.fullmatch(r"((", "x", "exclude_modules")
-    with pytest.raises(InvalidAdapterConfig, match="not a valid regular expression: bad escape"):  # only `regex` knows \p
+    with pytest.raises(
+        InvalidAdapterConfig, match="not a valid regular expression: bad escape"
+    ):  # only `regex` knows \p
         patterns.fullmatch(r"\p{L}+", "x", "target_modules")
     started = time.monotonic()
     with pytest.raises(InvalidAdapterConfig, match="repeats too much"):

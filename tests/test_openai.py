@@ -35,7 +35,10 @@ def service(tmp_path_factory, tiny_base, adapter_dirs):
     with serve(app) as url, httpx.Client(base_url=url, timeout=60, headers={"Authorization": "Bearer admin"}) as admin:
         for kind in KINDS:
             assert admin.put(f"/adapters/{name_of(kind)}", **multipart(adapter_dirs[kind])).status_code == 201
-        assert admin.put("/adapters/templated", **multipart(adapter_dirs["lora"], prompt_template=TEMPLATE)).status_code == 201
+        assert (
+            admin.put("/adapters/templated", **multipart(adapter_dirs["lora"], prompt_template=TEMPLATE)).status_code
+            == 201
+        )
         yield app, url
 
 
@@ -86,8 +89,14 @@ def test_logprobs_are_the_models_and_the_greedy_token_is_the_likeliest(client, e
     assert logprobs.text_offset[0] == 0 and logprobs.text_offset == sorted(logprobs.text_offset)
     assert logprobs.text_offset[-1] <= len(completion.choices[0].text)
 
-    chat = client.chat.completions.create(model="templated", messages=[{"role": "user", "content": TEXT}], max_tokens=5,
-                                          temperature=0, logprobs=True, top_logprobs=2)
+    chat = client.chat.completions.create(
+        model="templated",
+        messages=[{"role": "user", "content": TEXT}],
+        max_tokens=5,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=2,
+    )
     for entry in chat.choices[0].logprobs.content:
         assert entry.top_logprobs[0].token == entry.token
         assert entry.token.startswith("bytes:") or entry.token == bytes(entry.bytes).decode()
@@ -107,7 +116,10 @@ def test_n_choices_with_a_seed_differ_and_reproduce(client):
 def test_chat_uses_the_chat_template_or_the_adapters_template(client, service, tokenizer, tiny_base):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Paris"}]
     templated = client.chat.completions.create(model="templated", messages=messages, max_tokens=8, temperature=0)
-    assert templated.choices[0].message.content == native(service, adapter="templated", text="Paris", max_new_tokens=8)["text"]
+    assert (
+        templated.choices[0].message.content
+        == native(service, adapter="templated", text="Paris", max_new_tokens=8)["text"]
+    )
     assert templated.choices[0].message.role == "assistant"
     with pytest.raises(openai.UnprocessableEntityError, match="chat template"):  # the tiny tokenizer has none
         client.chat.completions.create(model="lora", messages=messages, max_tokens=4)
@@ -118,9 +130,17 @@ def test_streamed_completions_and_chat_equal_the_plain_ones_for_every_kind(clien
         aclient = openai.AsyncOpenAI(base_url=f"{service[1]}/v1", api_key="k1", max_retries=0)
 
         async def one(kind):
-            chunks = [c async for c in await aclient.completions.create(
-                model=name_of(kind), prompt=TEXT, max_tokens=10, temperature=0, stream=True,
-                stream_options={"include_usage": True})]
+            chunks = [
+                c
+                async for c in await aclient.completions.create(
+                    model=name_of(kind),
+                    prompt=TEXT,
+                    max_tokens=10,
+                    temperature=0,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            ]
             return kind, chunks
 
         return await asyncio.gather(*(one(kind) for kind in KINDS))  # one mixed batch
@@ -136,8 +156,9 @@ def test_streamed_completions_and_chat_equal_the_plain_ones_for_every_kind(clien
 
 
 def test_streamed_chat_sends_the_role_then_content_then_the_reason(client, service):
-    stream = client.chat.completions.create(model="templated", messages=[{"role": "user", "content": "Paris"}],
-                                            max_tokens=8, temperature=0, stream=True)
+    stream = client.chat.completions.create(
+        model="templated", messages=[{"role": "user", "content": "Paris"}], max_tokens=8, temperature=0, stream=True
+    )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
@@ -157,7 +178,8 @@ def test_errors_come_in_openais_shape_and_raise_the_clients_classes(client, serv
         client.completions.create(model="lora", prompt="x", max_tokens=100_000)
     with pytest.raises(openai.PermissionDeniedError):
         openai.OpenAI(base_url=f"{service[1]}/v1", api_key="wrong", max_retries=0).completions.create(
-            model="lora", prompt="x")
+            model="lora", prompt="x"
+        )
     anonymous = httpx.post(f"{service[1]}/v1/completions", json={"model": "lora", "prompt": "x"})
     assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "authentication_error"
     raw = httpx.post(f"{service[1]}/v1/completions", json={"model": "lora"}, headers={"Authorization": "Bearer k1"})
@@ -177,8 +199,9 @@ def test_a_client_that_leaves_a_stream_frees_its_row(service, monkeypatch):
     stats = app.state.deltaserve.engine.stats
     before = stats.cancelled_rows
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="k1", max_retries=0)
-    stream = client.completions.create(model="tiny-llama", prompt="The quick brown fox jumps over the lazy",
-                                       max_tokens=190, temperature=0, stream=True)
+    stream = client.completions.create(
+        model="tiny-llama", prompt="The quick brown fox jumps over the lazy", max_tokens=190, temperature=0, stream=True
+    )
     next(iter(stream))
     stream.close()  # the client goes away after its first chunk
     deadline = time.monotonic() + 20

@@ -61,7 +61,10 @@ def test_steps_chain_and_reference_earlier_outputs(client, engine):
 
 
 def test_step_without_input_takes_the_previous_output(client):
-    steps = [{"name": "one", "adapter": "spelling", "max_new_tokens": 4}, {"name": "two", "adapter": None, "max_new_tokens": 3}]
+    steps = [
+        {"name": "one", "adapter": "spelling", "max_new_tokens": 4},
+        {"name": "two", "adapter": None, "max_new_tokens": 3},
+    ]
     result = client.post("/pipeline", json={"text": TEXT, "steps": steps}).json()
     assert result["steps"][1]["input"] == result["outputs"]["one"].strip()
 
@@ -91,7 +94,10 @@ def test_concurrent_pipelines_share_batches(app_and_url):
     [
         ([{"name": "a", "adapter": "nope"}], "adapter 'nope'"),
         ([{"name": "a", "adapter": None, "input": "{missing}"}], "{missing}"),
-        ([{"name": "a", "adapter": None, "input": "{b}"}, {"name": "b", "adapter": None, "input": "{a}"}], "cycle: a -> b -> a"),
+        (
+            [{"name": "a", "adapter": None, "input": "{b}"}, {"name": "b", "adapter": None, "input": "{a}"}],
+            "cycle: a -> b -> a",
+        ),
         ([{"name": "a", "adapter": None}, {"name": "a", "adapter": None}], "duplicate step name 'a'"),
     ],
 )
@@ -133,8 +139,10 @@ def test_a_client_that_disconnects_stops_its_pipeline(app_and_url, client, monke
     app, url, _ = app_and_url
     before = stats(app).cancelled_rows
     # Two independent long steps run at once; the client leaves while both are decoding.
-    steps = [{"name": "a", "input": "The quick brown fox jumps over the lazy", "max_new_tokens": 190},
-             {"name": "b", "input": "Who painted the Mona Lisa?", "max_new_tokens": 190}]
+    steps = [
+        {"name": "a", "input": "The quick brown fox jumps over the lazy", "max_new_tokens": 190},
+        {"name": "b", "input": "Who painted the Mona Lisa?", "max_new_tokens": 190},
+    ]
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{url}/pipeline", json={"text": "unused", "steps": steps}, timeout=0.5)
     deadline = time.monotonic() + 10

@@ -285,6 +285,7 @@ def test_tokenizing_and_templating_run_off_the_event_loop(tmp_path, tiny_base, a
         client.put("/adapters/t", **multipart(adapter_dirs["lora"], prompt_template="Q: {text}\nA:"))
         threads.clear()
         assert client.post("/generate", json={"adapter": "t", "text": "Paris", "max_new_tokens": 2}).status_code == 200
-        assert client.post("/pipeline", json={"text": "Paris", "steps": [{"name": "a", "max_new_tokens": 2}]}).status_code == 200
+        pipeline = {"text": "Paris", "steps": [{"name": "a", "max_new_tokens": 2}]}
+        assert client.post("/pipeline", json=pipeline).status_code == 200
     assert threads  # the event loop runs in its own thread; these are the default executor's workers
     assert all(name.startswith(("asyncio_", "ThreadPoolExecutor")) for name in threads), threads

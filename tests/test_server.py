@@ -112,15 +112,18 @@ def read_response(sock: socket.socket) -> bytes:
         assert chunk, f"connection closed mid-response: {data!r}"
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
     while len(body) < length:
         body += sock.recv(1024)
     return data
 
 
 def test_config_takes_the_settings() -> None:
-    settings = Settings(host="127.0.0.2", port=8123, max_connections=7, keep_alive_s=2.5, shutdown_grace_s=4.0,
-                        header_timeout_s=1.5)
+    settings = Settings(
+        host="127.0.0.2", port=8123, max_connections=7, keep_alive_s=2.5, shutdown_grace_s=4.0, header_timeout_s=1.5
+    )
     config = build_config(hello_app(), settings, log_level="debug")
     assert (config.host, config.port) == ("127.0.0.2", 8123)
     assert config.limit_concurrency == 8  # uvicorn refuses at `open connections >= limit`: 7 are served

@@ -97,7 +97,9 @@ def test_mixed_rows_through_few_slots_equal_peft_rows_alone(static_engine, peft_
 def test_longer_newcomer_shifts_running_rows(static_engine, peft_oracle, vocab_size, shifts):
     params = logprob_params(12, vocab_size)
     short = static_engine.make_row("Paris", static_engine.get("lora"), params)
-    long = static_engine.make_row("Who painted the Mona Lisa? Leonardo da", static_engine.get("prefix_projection"), params)
+    long = static_engine.make_row(
+        "Who painted the Mona Lisa? Leonardo da", static_engine.get("prefix_projection"), params
+    )
     batch = static_engine.new_batch()
     try:
         finished = batch.admit([short], tickets=["short"])
@@ -169,8 +171,10 @@ def test_tables_hold_each_rows_delta_and_only_grow(static_engine):
     assert tables.assign([]) == [] and tables.version == version and tables.numbers == {} and tables.empty
     assert all(bool((t.vectors == 1).all()) for t in tables_of(tables, IA3Table).values())
     with pytest.raises(RuntimeError, match="do not fit"):  # fixed tables never grow their numbers
-        tables.assign([static_engine.get(kind) for kind in KINDS if static_engine.get(kind).modules] * 2
-                      + [dataclasses.replace(lora, uid=lora.uid + 10_000 + i) for i in range(SLOTS)])
+        tables.assign(
+            [static_engine.get(kind) for kind in KINDS if static_engine.get(kind).modules] * 2
+            + [dataclasses.replace(lora, uid=lora.uid + 10_000 + i) for i in range(SLOTS)]
+        )
 
 
 def test_tables_reuse_freed_columns_and_grow_when_full(static_engine):
@@ -227,9 +231,12 @@ cuda = pytest.mark.cuda  # skipped without a GPU (conftest.py); `make gpu-check`
 @cuda
 def test_cuda_graphs_equal_eager_static_steps_bf16(tiny_model, tokenizer, adapter_dirs):
     """Replaying captured graphs gives exactly what running the same static step eagerly gives."""
+
     def build(graphs: bool) -> Engine:
         model = copy.deepcopy(tiny_model).to("cuda", torch.bfloat16)
-        engine = Engine(wrap_base_model(model, tokenizer, name="tiny"), decode="static", max_batch_size=8, cuda_graphs=graphs)
+        engine = Engine(
+            wrap_base_model(model, tokenizer, name="tiny"), decode="static", max_batch_size=8, cuda_graphs=graphs
+        )
         for kind, directory in adapter_dirs.items():
             engine.load(kind, directory)
         engine.warm_up()
@@ -283,8 +290,13 @@ def test_batcher_on_the_static_path(static_engine, peft_oracle, vocab_size):
 
 
 def test_http_service_on_the_static_path(tmp_path, tiny_base, adapter_dirs, engine):
-    settings = Settings(adapters_dir=tmp_path / "store", load_demo_adapters=False, decode="static",
-                        max_batch_size=SLOTS, kv_cache_tokens=64)
+    settings = Settings(
+        adapters_dir=tmp_path / "store",
+        load_demo_adapters=False,
+        decode="static",
+        max_batch_size=SLOTS,
+        kv_cache_tokens=64,
+    )
     with serve(create_app(settings, base=tiny_base)) as url, httpx.Client(base_url=url, timeout=60) as client:
         for kind in ("lora", "prefix_projection"):
             files = [("files", (f.name, f.read_bytes())) for f in sorted(adapter_dirs[kind].iterdir())]
@@ -327,21 +339,29 @@ def test_staggered_joins_near_the_cache_limit(static_engine, peft_oracle, vocab_
     for index in range(30):
         name, text = rng.choice(names), rng.choice([*PROMPTS, "Paris", "The"])
         delta = static_engine.get(name)
-        room = CAPACITY - len(static_engine.tokenize(text)) - (delta.num_virtual_tokens + delta.prefix_length if delta else 0)
+        room = (
+            CAPACITY
+            - len(static_engine.tokenize(text))
+            - (delta.num_virtual_tokens + delta.prefix_length if delta else 0)
+        )
         waiting.append((index, name, text, logprob_params(rng.randint(max(1, room - 6), room), vocab_size)))
     plan = list(waiting)
     expected = {index: peft_oracle.alone(name, text, params.max_new_tokens) for index, name, text, params in plan}
     moves = []
     original_move = StaticKVCache.move_slots
-    monkeypatch.setattr(StaticKVCache, "move_slots", lambda self, s, t, *extra: (moves.append(s), original_move(self, s, t, *extra)))
+    monkeypatch.setattr(
+        StaticKVCache, "move_slots", lambda self, s, t, *extra: (moves.append(s), original_move(self, s, t, *extra))
+    )
     batch = static_engine.new_batch()
     results = {}
     try:
         while waiting or len(batch):
             if waiting and batch.free_rows() and rng.random() < 0.3:
                 joining = waiting[: rng.randint(1, min(batch.free_rows(), len(waiting)))]
-                waiting = waiting[len(joining):]
-                rows = [static_engine.make_row(text, static_engine.get(name), params) for _, name, text, params in joining]
+                waiting = waiting[len(joining) :]
+                rows = [
+                    static_engine.make_row(text, static_engine.get(name), params) for _, name, text, params in joining
+                ]
                 finished = batch.admit(rows, tickets=[index for index, *_ in joining])
             elif len(batch):
                 finished = batch.step()
@@ -367,6 +387,8 @@ def test_failing_graph_capture_falls_back_to_eager_steps(tiny_model, tokenizer, 
     assert not static.decoder.use_graphs and "CUDA graphs are off" in caplog.text
     static.decoder.use_graphs = True  # and if it fails later, on first use of a new bucket
     params = SamplingParams(max_new_tokens=6)
-    assert static.generate(PROMPTS, "lora", params)[0].token_ids == engine.generate(PROMPTS, "lora", params)[0].token_ids
+    assert (
+        static.generate(PROMPTS, "lora", params)[0].token_ids == engine.generate(PROMPTS, "lora", params)[0].token_ids
+    )
     assert not static.decoder.use_graphs and static.decoder.try_lease()
     static.decoder.release()

@@ -187,7 +187,8 @@ def test_create_then_replace(store, adapters):
     record = result.record
     assert record.version == 1 and record.name == "writer" and record.kind == "LORA"
     assert record.base_model == json.loads(lora[CONFIG])["base_model_name_or_path"]
-    assert record.parameters == result.inspection.parameters == 2 * (4 * 32 + 32 * 4 + 4 * 32 + 16 * 4)  # 2 layers x (q_proj A,B + v_proj A,B)
+    # 2 layers x (q_proj A,B + v_proj A,B)
+    assert record.parameters == result.inspection.parameters == 2 * (4 * 32 + 32 * 4 + 4 * 32 + 16 * 4)
     assert record.bytes == len(lora[CONFIG]) + len(lora[WEIGHTS])
     assert record.sha256 == hashlib.sha256(lora[WEIGHTS]).hexdigest()
     assert record.description == "first" and record.prompt_template is None
@@ -313,145 +314,217 @@ REFUSALS = {
     # name: (how to fail, error class, status, code)
     "pickle-in-form": (
         lambda s, f: s.stage_files({CONFIG: f[CONFIG], "adapter_model.bin": b"\x80\x04."}),
-        errors.PickleRefused, 415, "pickle_refused",
+        errors.PickleRefused,
+        415,
+        "pickle_refused",
     ),
     "pickle-next-to-safetensors": (
         lambda s, f: s.stage_files({**f, "optimizer.PT": b"\x80\x04."}),
-        errors.PickleRefused, 415, "pickle_refused",
+        errors.PickleRefused,
+        415,
+        "pickle_refused",
     ),
     "pickle-in-zip": (
         lambda s, f: s.stage_archive(make_zip([(CONFIG, f[CONFIG]), ("x/adapter_model.bin", b"\x80")])),
-        errors.PickleRefused, 415, "pickle_refused",
+        errors.PickleRefused,
+        415,
+        "pickle_refused",
     ),
     "pickle-in-tar": (
         lambda s, f: s.stage_archive(make_tar_gz([*f.items(), ("training_args.pkl", b"\x80")])),
-        errors.PickleRefused, 415, "pickle_refused",
+        errors.PickleRefused,
+        415,
+        "pickle_refused",
     ),
     "dotdot-zip": (
         lambda s, f: s.stage_archive(make_zip([(CONFIG, f[CONFIG]), (f"../{WEIGHTS}", f[WEIGHTS])])),
-        errors.UnsafeArchive, 400, "unsafe_archive",
+        errors.UnsafeArchive,
+        400,
+        "unsafe_archive",
     ),
     "dotdot-tar": (
         lambda s, f: s.stage_archive(make_tar_gz([(f"a/../../{CONFIG}", f[CONFIG]), (WEIGHTS, f[WEIGHTS])])),
-        errors.UnsafeArchive, 400, "unsafe_archive",
+        errors.UnsafeArchive,
+        400,
+        "unsafe_archive",
     ),
     "absolute-zip": (
         lambda s, f: s.stage_archive(make_zip([(zipfile.ZipInfo(f"/tmp/{CONFIG}"), f[CONFIG]), (WEIGHTS, f[WEIGHTS])])),
-        errors.UnsafeArchive, 400, "unsafe_archive",
+        errors.UnsafeArchive,
+        400,
+        "unsafe_archive",
     ),
     "absolute-tar": (
         lambda s, f: s.stage_archive(make_tar_gz([(f"/tmp/{CONFIG}", f[CONFIG]), (WEIGHTS, f[WEIGHTS])])),
-        errors.UnsafeArchive, 400, "unsafe_archive",
+        errors.UnsafeArchive,
+        400,
+        "unsafe_archive",
     ),
     "windows-absolute-zip": (
         lambda s, f: s.stage_archive(make_zip([(f"C:\\x\\{CONFIG}", f[CONFIG]), (WEIGHTS, f[WEIGHTS])])),
-        errors.UnsafeArchive, 400, "unsafe_archive",
+        errors.UnsafeArchive,
+        400,
+        "unsafe_archive",
     ),
     "symlink-tar": (
-        lambda s, f: s.stage_archive(make_tar_gz([*f.items(), (tar_info("README.md", tarfile.SYMTYPE, "/etc/passwd"), b"")])),
-        errors.UnsafeArchive, 400, "unsafe_archive",
+        lambda s, f: s.stage_archive(
+            make_tar_gz([*f.items(), (tar_info("README.md", tarfile.SYMTYPE, "/etc/passwd"), b"")])
+        ),
+        errors.UnsafeArchive,
+        400,
+        "unsafe_archive",
     ),
     "hardlink-tar": (
         lambda s, f: s.stage_archive(
             make_tar_gz([(WEIGHTS, f[WEIGHTS]), (tar_info(CONFIG, tarfile.LNKTYPE, "/etc/passwd"), b"")])
         ),
-        errors.UnsafeArchive, 400, "unsafe_archive",
+        errors.UnsafeArchive,
+        400,
+        "unsafe_archive",
     ),
     "device-tar": (
         lambda s, f: s.stage_archive(make_tar_gz([*f.items(), (tar_info("README.md", tarfile.CHRTYPE), b"")])),
-        errors.UnsafeArchive, 400, "unsafe_archive",
+        errors.UnsafeArchive,
+        400,
+        "unsafe_archive",
     ),
     "symlink-zip": (
         lambda s, f: s.stage_archive(make_zip([(CONFIG, f[CONFIG]), (zip_symlink(WEIGHTS), b"/etc/passwd")])),
-        errors.UnsafeArchive, 400, "unsafe_archive",
+        errors.UnsafeArchive,
+        400,
+        "unsafe_archive",
     ),
     "too-many-members-zip": (
         lambda s, f: s.stage_archive(make_zip([*f.items(), *[(f"README{i}.md", b"") for i in range(7)]])),
-        errors.UnsafeArchive, 400, "unsafe_archive",
+        errors.UnsafeArchive,
+        400,
+        "unsafe_archive",
     ),
     "too-many-members-tar": (
         lambda s, f: s.stage_archive(make_tar_gz([*f.items(), *[(f"d{i}", b"") for i in range(7)]])),
-        errors.UnsafeArchive, 400, "unsafe_archive",
+        errors.UnsafeArchive,
+        400,
+        "unsafe_archive",
     ),
     "too-large-form": (
         lambda s, f: s.stage_files({**f, WEIGHTS: f[WEIGHTS] + b"\0" * LIMIT}),
-        errors.PayloadTooLarge, 413, "payload_too_large",
+        errors.PayloadTooLarge,
+        413,
+        "payload_too_large",
     ),
     "zip-bomb": (  # compresses to a few KiB, unpacks past the limit
         lambda s, f: s.stage_archive(make_zip([(CONFIG, f[CONFIG]), (WEIGHTS, b"\0" * (LIMIT + 1))])),
-        errors.PayloadTooLarge, 413, "payload_too_large",
+        errors.PayloadTooLarge,
+        413,
+        "payload_too_large",
     ),
     "tar-bomb": (
         lambda s, f: s.stage_archive(make_tar_gz([(CONFIG, f[CONFIG]), (WEIGHTS, b"\0" * (LIMIT + 1))])),
-        errors.PayloadTooLarge, 413, "payload_too_large",
+        errors.PayloadTooLarge,
+        413,
+        "payload_too_large",
     ),
     "too-large-body": (
         lambda s, f: s.stage_archive(NonSeekable(b"PK\x03\x04" + bytes(2 * LIMIT))),
-        errors.PayloadTooLarge, 413, "payload_too_large",
+        errors.PayloadTooLarge,
+        413,
+        "payload_too_large",
     ),
     "missing-weights": (
         lambda s, f: s.stage_files({CONFIG: f[CONFIG]}),
-        errors.UploadError, 400, "invalid_upload",
+        errors.UploadError,
+        400,
+        "invalid_upload",
     ),
     "missing-config-in-archive": (
         lambda s, f: s.stage_archive(make_zip([("folder/", b""), (f"folder/{WEIGHTS}", f[WEIGHTS])])),
-        errors.UploadError, 400, "invalid_upload",
+        errors.UploadError,
+        400,
+        "invalid_upload",
     ),
     "unknown-extra-file": (
         lambda s, f: s.stage_files({**f, "tokenizer.json": b"{}"}),
-        errors.UploadError, 400, "invalid_upload",
+        errors.UploadError,
+        400,
+        "invalid_upload",
     ),
     "two-top-folders": (
         lambda s, f: s.stage_archive(make_zip([(f"a/{CONFIG}", f[CONFIG]), (f"b/{WEIGHTS}", f[WEIGHTS])])),
-        errors.UploadError, 400, "invalid_upload",
+        errors.UploadError,
+        400,
+        "invalid_upload",
     ),
     "config-not-object": (
         lambda s, f: s.stage_files({**f, CONFIG: b"[1, 2]"}),
-        errors.UploadError, 400, "invalid_upload",
+        errors.UploadError,
+        400,
+        "invalid_upload",
     ),
     "config-not-json": (
         lambda s, f: s.stage_files({**f, CONFIG: b"{nope"}),
-        errors.UploadError, 400, "invalid_upload",
+        errors.UploadError,
+        400,
+        "invalid_upload",
     ),
     "not-an-archive": (
         lambda s, f: s.stage_archive(b"just some text"),
-        errors.UploadError, 400, "invalid_upload",
+        errors.UploadError,
+        400,
+        "invalid_upload",
     ),
     "corrupt-zip": (
         lambda s, f: s.stage_archive(make_zip(list(f.items()))[:200]),
-        errors.UploadError, 400, "invalid_upload",
+        errors.UploadError,
+        400,
+        "invalid_upload",
     ),
     "corrupt-tar.gz": (
         lambda s, f: s.stage_archive(make_tar_gz(list(f.items()))[:300]),
-        errors.UploadError, 400, "invalid_upload",
+        errors.UploadError,
+        400,
+        "invalid_upload",
     ),
     "broken-safetensors": (
         lambda s, f: s.stage_files(_broken_weights(f)),
-        errors.InvalidAdapterWeights, 422, "invalid_adapter_weights",
+        errors.InvalidAdapterWeights,
+        422,
+        "invalid_adapter_weights",
     ),
     "truncated-safetensors": (
         lambda s, f: s.stage_archive(make_tar_gz(list(_truncated_weights(f).items()))),
-        errors.InvalidAdapterWeights, 422, "invalid_adapter_weights",
+        errors.InvalidAdapterWeights,
+        422,
+        "invalid_adapter_weights",
     ),
     "empty-safetensors": (
         lambda s, f: s.stage_files(_empty_weights(f)),
-        errors.InvalidAdapterWeights, 422, "invalid_adapter_weights",
+        errors.InvalidAdapterWeights,
+        422,
+        "invalid_adapter_weights",
     ),
     "bad-name": (
         lambda s, f: s.put("Bad Name", s.stage_files(f), inspect_adapter),
-        errors.InvalidName, 422, "invalid_name",
+        errors.InvalidName,
+        422,
+        "invalid_name",
     ),
     "bad-prompt-template": (
         lambda s, f: s.put("existing", s.stage_files(f), inspect_adapter, prompt_template="{text} and {text}"),
-        errors.InvalidRequest, 422, "invalid_request",
+        errors.InvalidRequest,
+        422,
+        "invalid_request",
     ),
     "inspect-raises-on-create": (
         lambda s, f: s.put("newcomer", s.stage_files(f), _refusing_inspect),
-        errors.IncompatibleAdapter, 422, "incompatible_adapter",
+        errors.IncompatibleAdapter,
+        422,
+        "incompatible_adapter",
     ),
     "inspect-raises-on-replace": (
         lambda s, f: s.put("existing", s.stage_files(f), _refusing_inspect),
-        errors.IncompatibleAdapter, 422, "incompatible_adapter",
+        errors.IncompatibleAdapter,
+        422,
+        "incompatible_adapter",
     ),
 }
 

@@ -71,7 +71,9 @@ def evaluate() -> dict:
         "exact_match": mean([_normalise(a) == _normalise(q.answer) for a, q in zip(answers, heldout)]),
         "answer_contained": mean([_normalise(q.answer) in _normalise(a) for a, q in zip(answers, heldout)]),
         "mean_words": mean([len(a.split()) for a in answers]),
-        "examples": [{"question": q.text, "expected": q.answer, "answer": a} for q, a in list(zip(heldout, answers))[:8]],
+        "examples": [
+            {"question": q.text, "expected": q.answer, "answer": a} for q, a in list(zip(heldout, answers))[:8]
+        ],
     }
     return {"spelling": spelling, "topic": topic, "qa": qa, "seconds": round(time.time() - started, 1)}
 
@@ -79,5 +81,12 @@ def evaluate() -> dict:
 if __name__ == "__main__":
     results = evaluate()
     (DEMO_DIR / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps({k: {m: v for m, v in r.items() if m != "examples"} if isinstance(r, dict) else r
-                      for k, r in results.items()}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: {m: v for m, v in r.items() if m != "examples"} if isinstance(r, dict) else r
+                for k, r in results.items()
+            },
+            indent=2,
+        )
+    )

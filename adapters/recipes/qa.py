@@ -18,7 +18,9 @@ RECIPE = Recipe(
         task_type="CAUSAL_LM", num_virtual_tokens=16, prefix_projection=True, encoder_hidden_size=256
     ),
     prompt_template="<|im_start|>user\nAnswer in a few words: {text}<|im_end|>\n<|im_start|>assistant\n",
-    description="Answers a general-knowledge question in a few words (prefix tuning with projection, 16 virtual tokens).",
+    description=(
+        "Answers a general-knowledge question in a few words (prefix tuning with projection, 16 virtual tokens)."
+    ),
     learning_rate=3e-3,
     steps=400,
 )

@@ -11,7 +11,9 @@ from adapters.recipes.corpus import TOPICS, all_questions, split
 from adapters.recipes.training import Recipe, base_model_and_tokenizer, train
 from adapters.recipes.typos import corrupt
 
-INIT_TEXT = "Name the topic of this question: sports, science, history, geography, technology, arts, health or business."
+INIT_TEXT = (
+    "Name the topic of this question: sports, science, history, geography, technology, arts, health or business."
+)
 
 
 def make_recipe(tokenizer_dir: str) -> Recipe:

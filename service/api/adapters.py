@@ -106,7 +106,9 @@ async def get_adapter(name: Name, state: State):
     return state.registry.record(name).to_dict()
 
 
-@router.delete("/{name}", status_code=204, responses=ERROR_RESPONSES, dependencies=[AdminAccess], summary="Delete an adapter")
+@router.delete(
+    "/{name}", status_code=204, responses=ERROR_RESPONSES, dependencies=[AdminAccess], summary="Delete an adapter"
+)
 async def delete_adapter(name: Name, state: State) -> Response:
     validate_name(name)
     await asyncio.to_thread(state.registry.delete, name)  # requests already queued finish on the version they hold

@@ -93,10 +93,14 @@ async def _within(message: Awaitable[Message], timeout: float) -> Message:
     try:
         return await asyncio.wait_for(message, timeout)
     except asyncio.TimeoutError:
-        raise RequestTimeout(f"the client paused more than {timeout:g} s while sending the body (DELTASERVE_BODY_TIMEOUT_S)") from None
+        raise RequestTimeout(
+            f"the client paused more than {timeout:g} s while sending the body (DELTASERVE_BODY_TIMEOUT_S)"
+        ) from None
 
 
-def _counting(receive: Receive, limit: int, too_large: PayloadTooLarge, timeout: float) -> Callable[[], Awaitable[Message]]:
+def _counting(
+    receive: Receive, limit: int, too_large: PayloadTooLarge, timeout: float
+) -> Callable[[], Awaitable[Message]]:
     size = 0
     finished = False
 

@@ -16,8 +16,11 @@ from service.state import ServiceState
 ADMIN_SCHEME, API_SCHEME, READ_SCHEME = "AdminKey", "ApiKey", "ReadKey"
 _admin_bearer = HTTPBearer(auto_error=False, scheme_name=ADMIN_SCHEME, description="DELTASERVE_ADMIN_KEY")
 _api_bearer = HTTPBearer(auto_error=False, scheme_name=API_SCHEME, description="one of DELTASERVE_API_KEYS")
-_read_bearer = HTTPBearer(auto_error=False, scheme_name=READ_SCHEME,
-                          description="one of DELTASERVE_API_KEYS or the admin key (none with DELTASERVE_PUBLIC_METADATA)")
+_read_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name=READ_SCHEME,
+    description="one of DELTASERVE_API_KEYS or the admin key (none with DELTASERVE_PUBLIC_METADATA)",
+)
 
 
 def get_state(request: Request) -> ServiceState:

@@ -22,9 +22,10 @@ from service.store import validate_name
 
 router = APIRouter(tags=["pipelines"])
 
-STREAM_DOC = """With `"stream": true` the answer is Server-Sent Events: `event: step` (a step's record, as in `steps`, when
-it completes), `event: token` `{"step", "text"}` (the last step's text as it is generated), then `event: done` (the
-whole result, as a non-streamed run answers it); an error after the first event comes as `event: error`."""
+STREAM_DOC = """With `"stream": true` the answer is Server-Sent Events: `event: step` (a step's record, as in
+`steps`, when it completes), `event: token` `{"step", "text"}` (the last step's text as it is generated), then
+`event: done` (the whole result, as a non-streamed run answers it); an error after the first event comes as
+`event: error`."""
 
 
 async def _answer(state, http: Request, text: str, steps: list, stream: bool):
@@ -37,8 +38,14 @@ async def _answer(state, http: Request, text: str, steps: list, stream: bool):
 STREAMED = streamed_answer("JSON, or events when streamed")
 
 
-@router.post("/pipeline", response_model=PipelineResult, responses={**ERROR_RESPONSES, **STREAMED}, dependencies=[InferenceAccess],
-             summary="Run steps, each with its own adapter, over one input", description=STREAM_DOC)
+@router.post(
+    "/pipeline",
+    response_model=PipelineResult,
+    responses={**ERROR_RESPONSES, **STREAMED},
+    dependencies=[InferenceAccess],
+    summary="Run steps, each with its own adapter, over one input",
+    description=STREAM_DOC,
+)
 async def post_pipeline(request: RunPipelineRequest, state: State, http: Request):
     return await _answer(state, http, request.text, request.steps, request.stream)
 
@@ -47,9 +54,14 @@ def _load(state, name: str) -> PipelineDefinition:
     return PipelineDefinition.model_validate(state.store.get_pipeline(name))
 
 
-@router.put("/pipelines/{name}", response_model=StoredPipeline, dependencies=[AdminAccess], status_code=201,
-            responses={200: {"model": StoredPipeline, "description": "Replaced"}, **ERROR_RESPONSES},
-            summary="Store a named pipeline (201 created, 200 replaced)")
+@router.put(
+    "/pipelines/{name}",
+    response_model=StoredPipeline,
+    dependencies=[AdminAccess],
+    status_code=201,
+    responses={200: {"model": StoredPipeline, "description": "Replaced"}, **ERROR_RESPONSES},
+    summary="Store a named pipeline (201 created, 200 replaced)",
+)
 async def put_pipeline(name: Name, definition: PipelineDefinition, state: State, response: Response):
     validate_name(name)
     check_definition(definition.steps, state.settings)  # adapters are checked when it runs: they may come later
@@ -59,8 +71,13 @@ async def put_pipeline(name: Name, definition: PipelineDefinition, state: State,
     return {"name": name, **definition.model_dump()}
 
 
-@router.get("/pipelines", response_model=PipelineList, responses=ERROR_RESPONSES, dependencies=[ReadAccess],
-            summary="List named pipelines")
+@router.get(
+    "/pipelines",
+    response_model=PipelineList,
+    responses=ERROR_RESPONSES,
+    dependencies=[ReadAccess],
+    summary="List named pipelines",
+)
 async def list_pipelines(state: State):
     return {
         "pipelines": [
@@ -70,23 +87,39 @@ async def list_pipelines(state: State):
     }
 
 
-@router.get("/pipelines/{name}", response_model=StoredPipeline, responses=ERROR_RESPONSES, dependencies=[ReadAccess],
-            summary="One named pipeline")
+@router.get(
+    "/pipelines/{name}",
+    response_model=StoredPipeline,
+    responses=ERROR_RESPONSES,
+    dependencies=[ReadAccess],
+    summary="One named pipeline",
+)
 async def get_pipeline(name: Name, state: State):
     validate_name(name)
     return {"name": name, **_load(state, name).model_dump()}
 
 
-@router.delete("/pipelines/{name}", status_code=204, responses=ERROR_RESPONSES, dependencies=[AdminAccess],
-               summary="Delete a named pipeline")
+@router.delete(
+    "/pipelines/{name}",
+    status_code=204,
+    responses=ERROR_RESPONSES,
+    dependencies=[AdminAccess],
+    summary="Delete a named pipeline",
+)
 async def delete_pipeline(name: Name, state: State) -> Response:
     validate_name(name)
     await asyncio.to_thread(state.store.delete_pipeline, name)
     return Response(status_code=204)
 
 
-@router.post("/pipelines/{name}", response_model=PipelineResult, responses={**ERROR_RESPONSES, **STREAMED},
-             dependencies=[InferenceAccess], summary="Run a named pipeline on one input", description=STREAM_DOC)
+@router.post(
+    "/pipelines/{name}",
+    response_model=PipelineResult,
+    responses={**ERROR_RESPONSES, **STREAMED},
+    dependencies=[InferenceAccess],
+    summary="Run a named pipeline on one input",
+    description=STREAM_DOC,
+)
 async def run_named_pipeline(name: Name, request: RunNamedPipelineRequest, state: State, http: Request):
     validate_name(name)
     return await _answer(state, http, request.text, _load(state, name).steps, request.stream)

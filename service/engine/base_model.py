@@ -67,7 +67,8 @@ class FrozenBase:
 
     @property
     def sliding_window(self) -> int | None:
-        """The attention window of the model's sliding-window layers (Mistral; Qwen2 with use_sliding_window), if any."""
+        """The attention window of the model's sliding-window layers (Mistral; Qwen2 with use_sliding_window),
+        if any."""
         window = getattr(self.config, "sliding_window", None)
         layer_types = getattr(self.config, "layer_types", None)
         return window if window and (layer_types is None or "sliding_attention" in layer_types) else None
@@ -176,7 +177,9 @@ def wrap_base_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     }
     module_types = {module_name: type(module).__name__ for module_name, module in model.named_modules() if module_name}
     head = model.get_output_embeddings()
-    head_name = next((module_name for module_name, module in model.named_modules() if module is head), None)  # None: no head
+    head_name = next(
+        (module_name for module_name, module in model.named_modules() if module is head), None
+    )  # None: no head
     return FrozenBase(
         model=model,
         tokenizer=tokenizer,

@@ -56,7 +56,9 @@ class RunningBatch:
         self.stats = stats or EngineStats()
         # The hooks read the tables of the batch running the model: two batches must never run it at once.
         self.lock = lock or FairLock()
-        self.tables = tables or RowTables(base.linear_shapes, _EAGER_TABLE_NUMBERS, base.device, base.dtype, growable=True)
+        self.tables = tables or RowTables(
+            base.linear_shapes, _EAGER_TABLE_NUMBERS, base.device, base.dtype, growable=True
+        )
         self.states: list[RowState] = []
         # The eager path's cache is a DynamicCache with rows left-padded to one length (None while empty);
         # the static path puts its StaticKVCache here.

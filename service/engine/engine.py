@@ -39,7 +39,11 @@ class Engine:
             raise ValueError(f"decode must be 'auto', 'eager' or 'static', not {decode!r}")
         if decode == "static" or (decode == "auto" and base.device.type == "cuda"):
             self.decoder: StaticDecoder | None = StaticDecoder(
-                base, self.hooks, slots=max_batch_size, capacity=min(kv_cache_tokens, base.max_positions), cuda_graphs=cuda_graphs
+                base,
+                self.hooks,
+                slots=max_batch_size,
+                capacity=min(kv_cache_tokens, base.max_positions),
+                cuda_graphs=cuda_graphs,
             )
         else:
             self.decoder = None
@@ -109,9 +113,17 @@ class Engine:
         # the chat template carries its special tokens already (special_tokens=False adds none).
         return self.base.tokenizer(text, add_special_tokens=special_tokens)["input_ids"]
 
-    def make_row(self, text: str, delta: CompiledDelta | None, params: SamplingParams,
-                 deadline: float | None = None, adapter: str | None = None, *, special_tokens: bool = True,
-                 fit_new_tokens: bool = False) -> RowRequest:
+    def make_row(
+        self,
+        text: str,
+        delta: CompiledDelta | None,
+        params: SamplingParams,
+        deadline: float | None = None,
+        adapter: str | None = None,
+        *,
+        special_tokens: bool = True,
+        fit_new_tokens: bool = False,
+    ) -> RowRequest:
         """One row; `fit_new_tokens`: lower max_new_tokens to what fits beside the prompt (a default, not a
         request's own number, which is refused when it does not fit)."""
         prompt_ids = self.tokenize(text, special_tokens)
@@ -126,7 +138,9 @@ class Engine:
         total = len(prompt_ids) + extra + params.max_new_tokens
         if total > self.max_tokens_per_row:
             if self.max_tokens_per_row < self.base.max_positions:
-                limit = f"the {self.max_tokens_per_row} tokens a row may hold in the KV cache (DELTASERVE_KV_CACHE_TOKENS)"
+                limit = (
+                    f"the {self.max_tokens_per_row} tokens a row may hold in the KV cache (DELTASERVE_KV_CACHE_TOKENS)"
+                )
             elif self.base.sliding_window == self.base.max_positions:
                 limit = f"the base model's {self.base.max_positions}-token sliding attention window"
             else:

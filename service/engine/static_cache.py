@@ -53,7 +53,9 @@ class StaticKVCache:
         self.column = column
         self.column_index.fill_(column)
 
-    def place(self, first_slot: int, per_layer: list[tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor) -> list[int]:
+    def place(
+        self, first_slot: int, per_layer: list[tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor
+    ) -> list[int]:
         """Copy prefilled rows (per layer keys/values [k, kv_heads, L, head_dim], mask [k, L]) into slots from
         `first_slot`, each row's entries packed to end at `column`; returns each row's entry count.
 

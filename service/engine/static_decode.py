@@ -52,8 +52,15 @@ class StaticDecoder:
         device = base.device
         self.base, self.hooks = base, hooks
         self.slots, self.capacity = slots, capacity
-        self.cache = StaticKVCache(layers=base.num_layers, slots=slots, kv_heads=base.num_kv_heads, head_dim=base.head_dim,
-                                   capacity=capacity, device=device, dtype=base.dtype)
+        self.cache = StaticKVCache(
+            layers=base.num_layers,
+            slots=slots,
+            kv_heads=base.num_kv_heads,
+            head_dim=base.head_dim,
+            capacity=capacity,
+            device=device,
+            dtype=base.dtype,
+        )
         # Fixed tensors a graph reads: the adapters' module deltas (numbers 1..slots), each slot's number.
         self.tables = RowTables(base.linear_shapes, slots + 1, device, base.dtype, growable=False)
         self.row_numbers = torch.zeros(slots, device=device, dtype=torch.long)  # [slots]
@@ -165,8 +172,9 @@ class StaticRunningBatch(RunningBatch):
     """A RunningBatch whose decode steps go through a leased StaticDecoder. Rows live in slots 0..n-1, in
     the order of `states`."""
 
-    def __init__(self, base: FrozenBase, hooks: ModuleHooks, stats: EngineStats, lock: FairLock,
-                 decoder: StaticDecoder):
+    def __init__(
+        self, base: FrozenBase, hooks: ModuleHooks, stats: EngineStats, lock: FairLock, decoder: StaticDecoder
+    ):
         super().__init__(base, hooks, stats, lock, tables=decoder.tables)
         self.decoder = decoder
         self._closed = False  # the decoder's lease was given back
@@ -238,7 +246,9 @@ class StaticRunningBatch(RunningBatch):
         # Drop the columns no remaining row uses when the cache is full or when that lets steps attend over a
         # narrower width.
         longest = max(self.spans)
-        if static.column >= static.capacity or decoder.width_bucket(longest + 1) < decoder.width_bucket(static.column + 1):
+        if static.column >= static.capacity or decoder.width_bucket(longest + 1) < decoder.width_bucket(
+            static.column + 1
+        ):
             static.shift(longest - static.column, count)
 
     def _plan_rows(self) -> None:
@@ -247,4 +257,3 @@ class StaticRunningBatch(RunningBatch):
         if numbers:
             self.decoder.row_numbers[: len(numbers)] = torch.tensor(numbers, dtype=torch.long)
         self._linear = not self.tables.empty
-

@@ -15,7 +15,10 @@ class PipelineStep(GenerationParams):
     name: str = Field(pattern=STEP_NAME, description="Other steps refer to this step's output as {name}")
     adapter: str | None = Field(None, description="Adapter for this step; null for the base model")
     input: str | None = Field(
-        None, description="Template over {text} (the pipeline's input) and {step} outputs; default: the previous step's output"
+        None,
+        description=(
+            "Template over {text} (the pipeline's input) and {step} outputs; default: the previous step's output"
+        ),
     )
 
 
@@ -35,7 +38,9 @@ EXAMPLE: dict[str, Any] = {
 }
 
 
-STREAM_FIELD = Field(False, strict=True, description="Answer with Server-Sent Events: each step as it completes, the last step's text")
+STREAM_FIELD = Field(
+    False, strict=True, description="Answer with Server-Sent Events: each step as it completes, the last step's text"
+)
 
 
 class RunPipelineRequest(PipelineDefinition):

@@ -19,7 +19,8 @@ PEFT_KEY_PREFIX = "base_model.model."
 
 
 def split_module_key(key: str, suffixes: tuple[str, ...]) -> tuple[str, str] | None:
-    """'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight' -> ('model.layers.0.self_attn.q_proj', 'lora_A.weight')."""
+    """'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight'
+    -> ('model.layers.0.self_attn.q_proj', 'lora_A.weight')."""
     for suffix in suffixes:
         if key.endswith("." + suffix):
             return key[: -len(suffix) - 1].removeprefix(PEFT_KEY_PREFIX), suffix
@@ -31,7 +32,8 @@ def require_prompt_embeddings(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
     extra = sorted(set(tensors) - {"prompt_embeddings"})
     if "prompt_embeddings" not in tensors:
         raise InvalidAdapterWeights(
-            "adapter_model.safetensors has no 'prompt_embeddings' tensor, which PEFT writes for prompt-learning adapters"
+            "adapter_model.safetensors has no 'prompt_embeddings' tensor, "
+            "which PEFT writes for prompt-learning adapters"
         )
     if extra:
         raise InvalidAdapterWeights(f"unexpected tensors in a prompt-learning adapter: {', '.join(extra[:5])}")

@@ -152,13 +152,17 @@ def compile_ia3(config: IA3Config, tensors: dict[str, torch.Tensor], base: Froze
     patterns = BoundedPatterns()
     rules = target_rules(config, base, TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING)
     match = match_targets(config, rules, base, vectors, patterns, kind="IA3", tensors_for="IA3 vector")
-    feedforward = resolve_module_names(config, "feedforward_modules", base, TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING)
+    feedforward = resolve_module_names(
+        config, "feedforward_modules", base, TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING
+    )
     _check_feedforward_subset(feedforward, match, base, patterns)
 
     modules: dict[str, ModuleDelta] = {}
     for module, tensor in sorted(vectors.items()):
         in_features, out_features = check_module(base.linear_shapes, module)
-        modules[module] = _vector(module, tensor, is_feedforward(feedforward, module, patterns), in_features, out_features)
+        modules[module] = _vector(
+            module, tensor, is_feedforward(feedforward, module, patterns), in_features, out_features
+        )
     check_weight_values(tensors, adapter_dtype(base.dtype))
     return CompiledDelta(
         kind="ia3",

@@ -222,7 +222,9 @@ def compile_lora(config: LoraConfig, tensors: dict[str, torch.Tensor], base: Fro
         a, b = pair["lora_A.weight"], pair["lora_B.weight"]
         in_features, out_features = check_module(base.linear_shapes, module)
         if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[1]:
-            raise InvalidAdapterWeights(f"module '{module}': lora_A {tuple(a.shape)} and lora_B {tuple(b.shape)} do not pair")
+            raise InvalidAdapterWeights(
+                f"module '{module}': lora_A {tuple(a.shape)} and lora_B {tuple(b.shape)} do not pair"
+            )
         if a.shape[1] != in_features or b.shape[0] != out_features:
             raise IncompatibleAdapter(
                 f"module '{module}' is {in_features}->{out_features} in the base model, but the adapter's LoRA "

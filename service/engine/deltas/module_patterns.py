@@ -74,7 +74,9 @@ class BoundedPatterns:
         try:
             re.compile(pattern)  # what PEFT accepts, and an re.error message the user knows
         except (re.error, RecursionError, OverflowError, ValueError) as exc:
-            raise InvalidAdapterConfig(f"adapter_config.json: '{field}' is not a valid regular expression: {exc}") from None
+            raise InvalidAdapterConfig(
+                f"adapter_config.json: '{field}' is not a valid regular expression: {exc}"
+            ) from None
         if _repeat_product(pattern) > MAX_REPEAT_PRODUCT:
             raise InvalidAdapterConfig(
                 f"adapter_config.json: '{field}' repeats too much for a module name (counted repeats multiply to "
@@ -83,7 +85,9 @@ class BoundedPatterns:
         try:
             compiled = regex.compile(pattern)
         except (regex.error, RecursionError, OverflowError, ValueError) as exc:
-            raise InvalidAdapterConfig(f"adapter_config.json: '{field}' is not a valid regular expression: {exc}") from None
+            raise InvalidAdapterConfig(
+                f"adapter_config.json: '{field}' is not a valid regular expression: {exc}"
+            ) from None
         self._compiled[pattern] = compiled
         return compiled
 

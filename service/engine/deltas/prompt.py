@@ -37,7 +37,9 @@ class VirtualTokens(PromptDelta):
         return VirtualTokens(self.embeddings.to(device=device, dtype=dtype))
 
 
-def _compile_virtual_tokens(kind: str, config: PeftConfig, tensors: dict[str, torch.Tensor], base: FrozenBase) -> CompiledDelta:
+def _compile_virtual_tokens(
+    kind: str, config: PeftConfig, tensors: dict[str, torch.Tensor], base: FrozenBase
+) -> CompiledDelta:
     require_causal_lm(config)
     embeddings = require_prompt_embeddings(tensors)
     submodules = config_fields.optional_positive_int(config, "num_transformer_submodules") or 1

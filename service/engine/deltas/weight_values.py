@@ -23,7 +23,9 @@ def check_weight_values(tensors: Mapping[str, torch.Tensor], served_dtype: torch
     to `served_dtype`."""
     for key, tensor in tensors.items():
         if not tensor.is_floating_point():
-            raise InvalidAdapterWeights(f"tensor '{key}' has dtype {_name(tensor.dtype)}; adapter weights are floating point")
+            raise InvalidAdapterWeights(
+                f"tensor '{key}' has dtype {_name(tensor.dtype)}; adapter weights are floating point"
+            )
         if tensor.numel() == 0:
             continue
         low, high = _extremes(tensor)
