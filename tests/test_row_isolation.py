@@ -275,9 +275,9 @@ def test_tokenizing_and_templating_run_off_the_event_loop(tmp_path, tiny_base, a
     threads: set[str] = set()
     tokenize = Engine.tokenize
 
-    def recording(self, text):
+    def recording(self, text, *args, **kwargs):
         threads.add(threading.current_thread().name)
-        return tokenize(self, text)
+        return tokenize(self, text, *args, **kwargs)
 
     monkeypatch.setattr(Engine, "tokenize", recording)
     settings = Settings(adapters_dir=tmp_path / "store", load_demo_adapters=False)
