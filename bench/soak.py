@@ -267,6 +267,12 @@ async def shutdown_under_load(soak: Soak, process: subprocess.Popen, grace_s: fl
     return shutdown
 
 
+async def has_chat_template(client: httpx.AsyncClient, base_model: str) -> bool:
+    """Whether chat requests can be served (a model without a chat template refuses them with 422)."""
+    body = {"model": base_model, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 1}
+    return (await client.post("/v1/chat/completions", json=body)).status_code != 422
+
+
 async def soak_server(
     args: argparse.Namespace, url: str, process: subprocess.Popen, adapters: SoakAdapters, ready: dict, limits: Limits
 ) -> Run:
@@ -282,7 +288,7 @@ async def soak_server(
             client,
             ledger,
             limits,
-            Catalogue([], [], {}),
+            Catalogue([], [], {}, base_model=ready["base_model"]),
             deadline=float("inf"),
             compare_answers=ready.get("dtype") == "float32",
             excluded=tuple(args.exclude),
@@ -290,6 +296,7 @@ async def soak_server(
         rss = {"start_mib": rss_mib(pid)}
         await install(soak, adapters)
         await adopt_demo(soak)
+        soak.catalogue.chat_template = await has_chat_template(client, ready["base_model"])
         rss["after_setup_mib"] = rss_mib(pid)
         soak.deadline = time.monotonic() + args.duration
         watch = await drive(soak, adapters, args, url, pid)

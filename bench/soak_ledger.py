@@ -30,10 +30,24 @@ class Expect:
     statuses: frozenset[int]
     sheddable: bool = False
     validate: Validator | None = None
+    events: bool = False  # a 2xx is Server-Sent Events: `validate` gets them as [(event name or None, data)]
 
     @classmethod
-    def of(cls, *statuses: int, sheddable: bool = False, validate: Validator | None = None) -> Expect:
-        return cls(frozenset(statuses), sheddable, validate)
+    def of(
+        cls, *statuses: int, sheddable: bool = False, validate: Validator | None = None, events: bool = False
+    ) -> Expect:
+        return cls(frozenset(statuses), sheddable, validate, events)
+
+
+def parse_events(text: str) -> list[tuple[str | None, str]]:
+    """Server-Sent Events -> [(event name or None, data)], in order; blank-line separated, one data line each."""
+    events = []
+    for block in text.split("\n\n"):
+        if not block.strip():
+            continue
+        fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
+        events.append((fields.get("event"), fields.get("data", "")))
+    return events
 
 
 @dataclass
@@ -90,6 +104,10 @@ def judge(response: httpx.Response, expect: Expect) -> str | None:
         return None if is_error_body(response) else f"{status} without an error body: {response.text[:300]}"
     if status == 204 or expect.validate is None:
         return None
+    if expect.events:
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            return f"{status} that is not an event stream: {response.text[:300]}"
+        return expect.validate(parse_events(response.text))
     try:
         body = response.json()
     except ValueError:

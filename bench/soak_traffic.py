@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,8 @@ class Catalogue:
     stable: list[str]  # adapters never replaced or deleted during the run
     swapped: list[str]  # replaced again and again while requests for them run
     pipelines: dict[str, list[str]]  # named pipeline -> its step names
+    base_model: str = ""  # the base model's name on the OpenAI routes (what /ready reports)
+    chat_template: bool = True  # the base model's tokenizer has one (else chat is refused, and not sent)
     versions: dict[str, int] = field(default_factory=dict)  # the swapped adapters' current versions
     temporary: list[str] = field(default_factory=list)  # created then deleted by the churn, most recent last
 
@@ -155,6 +158,61 @@ def record_version(name: str, version: int) -> Validator:
     return validate
 
 
+def streamed_generation(adapter: str | None, max_new_tokens: int) -> Validator:
+    """token events whose texts add up to the end event's text, the end's result valid, then done."""
+
+    def validate(events: list[tuple[str | None, str]]) -> str | None:
+        names = [name for name, _ in events]
+        if names.count("end") != 1 or names[-1] != "done" or "error" in names:
+            return f"events {names[:40]}"
+        end = json.loads(events[names.index("end")][1])
+        streamed = "".join(json.loads(data)["text"] for name, data in events if name == "token")
+        if streamed != end.get("text"):
+            return f"streamed {streamed!r} but the end event says {end.get('text')!r}"
+        if json.loads(events[-1][1]).get("adapter") != adapter:
+            return f"done for adapter {events[-1][1]}, asked {adapter!r}"
+        return completion_problem(end, max_new_tokens)
+
+    return validate
+
+
+def openai_completion(model: str, max_tokens: int) -> Validator:
+    def validate(body: Any) -> str | None:
+        choices, usage = body.get("choices"), body.get("usage") or {}
+        if body.get("model") != model or not isinstance(choices, list) or len(choices) != 1:
+            return f"completion for {body.get('model')!r}: {body!r:.300}"
+        choice = choices[0]
+        if not isinstance(choice.get("text"), str) or choice.get("finish_reason") not in ("stop", "length"):
+            return f"choice {choice!r:.300}"
+        tokens = usage.get("completion_tokens")
+        if not (isinstance(tokens, int) and 0 <= tokens <= max_tokens) or usage.get("total_tokens") != (
+            usage.get("prompt_tokens", 0) + tokens
+        ):
+            return f"usage {usage!r} for max_tokens {max_tokens}"
+        return None
+
+    return validate
+
+
+def openai_chat_stream(model: str) -> Validator:
+    """`data:` chunks of one choice, a finish_reason, the usage chunk asked for, then `data: [DONE]`."""
+
+    def validate(events: list[tuple[str | None, str]]) -> str | None:
+        if not events or events[-1] != (None, "[DONE]"):
+            return f"no final [DONE]: {events[-3:]}"
+        chunks = [json.loads(data) for _, data in events[:-1]]
+        if any(chunk.get("model") != model or chunk.get("object") != "chat.completion.chunk" for chunk in chunks):
+            return f"chunks for another model or object: {chunks[:2]!r:.300}"
+        reasons = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+        finished = [reason for reason in reasons if reason]
+        usage = chunks[-1].get("usage") if not chunks[-1]["choices"] else None
+        if finished not in (["stop"], ["length"]) or not isinstance(usage, dict):
+            return f"finish reasons {finished}, final usage {usage!r}"
+        return None
+
+    return validate
+
+
 # -- well-formed inference -------------------------------------------------------------------------------------
 
 
@@ -187,6 +245,41 @@ async def sampled(soak: Soak, rng: random.Random) -> None:
         top_k=rng.choice([0, 5, 50]),
         seed=rng.randrange(2**32),
     )
+
+
+async def streamed(soak: Soak, rng: random.Random) -> None:
+    adapter, max_new_tokens = pick_target(soak, rng), rng.randint(2, 24)
+    body = {"adapter": adapter, "text": rng.choice(PROMPTS), "max_new_tokens": max_new_tokens, "stream": True}
+    expect = Expect.of(200, sheddable=True, validate=streamed_generation(adapter, max_new_tokens), events=True)
+    await soak.send("generate.streamed", "POST", "/generate", expect, json=body)
+
+
+def openai_model(soak: Soak, rng: random.Random) -> str:
+    return pick_target(soak, rng) or soak.catalogue.base_model
+
+
+async def openai_completions(soak: Soak, rng: random.Random) -> None:
+    model, max_tokens = openai_model(soak, rng), rng.randint(2, 16)
+    body = {"model": model, "prompt": rng.choice(PROMPTS), "max_tokens": max_tokens, "temperature": 0}
+    expect = Expect.of(200, sheddable=True, validate=openai_completion(model, max_tokens))
+    await soak.send("openai.completions", "POST", "/v1/completions", expect, json=body)
+
+
+async def openai_chat_streamed(soak: Soak, rng: random.Random) -> None:
+    if not soak.catalogue.chat_template:
+        return await openai_completions(soak, rng)
+    model = openai_model(soak, rng)
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": rng.choice(PROMPTS)}],
+        "max_tokens": rng.randint(2, 16),
+        "temperature": rng.choice([0, 0.7]),
+        "seed": rng.randrange(2**32),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    expect = Expect.of(200, sheddable=True, validate=openai_chat_stream(model), events=True)
+    await soak.send("openai.chat_streamed", "POST", "/v1/chat/completions", expect, json=body)
 
 
 async def texts_list(soak: Soak, rng: random.Random) -> None:
@@ -377,7 +470,9 @@ def poisons(limits: Limits) -> list[Poison]:
         Poison("bool_max_new_tokens", "/generate", {"text": text, "max_new_tokens": True}, refused),
         Poison("bool_temperature", "/generate", {"text": text, "temperature": False}, refused),
         Poison("bool_seed", "/generate", {"text": text, "seed": True}, refused),
-        Poison("float_max_new_tokens", "/generate", {"text": text, "max_new_tokens": 8.0}, refused),
+        # 8.0 is an integer to JSON Schema (accepted); 8.5 is not.
+        Poison("fractional_max_new_tokens", "/generate", {"text": text, "max_new_tokens": 8.5}, refused),
+        Poison("string_max_new_tokens", "/generate", {"text": text, "max_new_tokens": "8"}, refused),
         Poison(
             "max_new_tokens_over_limit",
             "/generate",
@@ -471,6 +566,9 @@ TRAFFIC: list[tuple[int, Action]] = [
     (16, greedy),
     (8, sampled),
     (6, texts_list),
+    (6, streamed),
+    (4, openai_completions),
+    (4, openai_chat_streamed),
     (8, repeated),
     (8, swapped_adapter),
     (4, churned_adapter),

@@ -50,6 +50,27 @@ def test_the_client_never_imports_the_server() -> None:
     assert {file: names for file, names in offenders.items() if names} == {}
 
 
+def test_nothing_below_the_routes_imports_them() -> None:
+    """Routes call the service layer, never the other way round; only the app factory mounts them."""
+    offenders = {file: reaches(names, "service.api") for file, names in package_imports("service").items()
+                 if not file.startswith("service/api/") and file != "service/main.py"}
+    assert {file: names for file, names in offenders.items() if names} == {}
+
+
+# What the engine and the store may use of the rest of the service: errors, settings and file formats.
+SHARED_BELOW_THE_SERVICE = ("service.errors", "service.config", "service.json_limits", "service.peft_format")
+
+
+@pytest.mark.parametrize(("package", "own"), [("service/engine", "service.engine"), ("service/store", "service.store")])
+def test_the_engine_and_store_know_nothing_of_the_service_layer(package: str, own: str) -> None:
+    allowed = (own, *SHARED_BELOW_THE_SERVICE)
+    offenders = {
+        file: {name for name in reaches(names, "service") if not any(reaches({name}, a) for a in allowed)}
+        for file, names in package_imports(package).items()
+    }
+    assert {file: names for file, names in offenders.items() if names} == {}
+
+
 def test_the_import_scan_sees_lazy_imports(tmp_path: Path) -> None:
     module = tmp_path / "lazy.py"
     module.write_text("import importlib\ndef f():\n    from clients.cli import main\n"

@@ -86,7 +86,7 @@ def inspect_adapter(staged) -> SimpleNamespace:
     config = json.loads((folder / CONFIG).read_text())
     parameters = 0
     with safe_open(str(folder / WEIGHTS), framework="pt") as weights:
-        for key in weights:
+        for key in weights.keys():  # noqa: SIM118  (safe_open has keys() but is not iterable)
             parameters += math.prod(weights.get_slice(key).get_shape())
     return SimpleNamespace(kind=config["peft_type"], parameters=parameters)
 
