@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint mutation-check gpu-check install clean
+.PHONY: serve test lint mutation-check gpu-check adapterhub-fixtures install clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,5 +42,13 @@ gpu-check:
 mutation-check: $(VENV)/.installed
 	$(BIN)/python -m tests.mutation_check
 
+# Rewrites tests/fixtures/adapterhub with AdapterHub's `adapters` library, which pins transformers ~4.57 and so
+# lives in its own environment (tests/oracles/adapterhub/make_fixtures.py says what is written).
+ADAPTERHUB_VENV ?= .venv-adapterhub
+adapterhub-fixtures:
+	$(PYTHON) -m venv $(ADAPTERHUB_VENV)
+	$(ADAPTERHUB_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)" "adapters==1.3.0" "transformers==4.57.6" accelerate safetensors
+	$(ADAPTERHUB_VENV)/bin/python tests/oracles/adapterhub/make_fixtures.py tests/fixtures/adapterhub
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(ADAPTERHUB_VENV)
