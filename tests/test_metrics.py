@@ -88,10 +88,13 @@ def test_counters_move_by_exactly_the_requests_made(service):
 
 
 def test_gauges_show_rows_held_running_and_refusals_are_counted(service, monkeypatch):
-    _app, url, client = service
+    app, url, client = service
     gate = threading.Event()
     step = RunningBatch.step
     monkeypatch.setattr(RunningBatch, "step", lambda batch: gate.wait(60) and step(batch))
+    # The three held requests must join in one prefill (the gate holds every step, so a late one could never
+    # join them): the idle batcher waits up to this long for its batch to fill.
+    monkeypatch.setattr(app.state.deltaserve.batcher, "max_batch_wait", 2.0)
     before = scrape(client)
 
     async def scenario():
@@ -102,15 +105,21 @@ def test_gauges_show_rows_held_running_and_refusals_are_counted(service, monkeyp
                 )
                 for a in ("one", "one", "two")
             ]
-            while (await aclient.get("/stats")).json()["queue"]["running_rows"] < 3:
-                await asyncio.sleep(0.01)
+            async def held_running() -> None:
+                while (await aclient.get("/stats")).json()["queue"]["running_rows"] < 3:
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(held_running(), 30)
             during = scrape(client)
             refused = await aclient.post("/generate", json={"text": "Paris"})
             gate.set()
             await asyncio.gather(*held)
             return during, refused
 
-    during, refused = asyncio.run(scenario())
+    try:
+        during, refused = asyncio.run(scenario())
+    finally:
+        gate.set()
     assert refused.status_code == 429
     assert value(during, "deltaserve_running_rows") == 3 and value(during, "deltaserve_waiting_rows") == 0
     assert value(during, "deltaserve_adapter_rows", adapter="one", state="running") == 2

@@ -206,7 +206,9 @@ def test_poisoned_requests_fail_or_pass_alone_while_others_run(tmp_path, tiny_ba
     gate = threading.Event()
     step = RunningBatch.step
     monkeypatch.setattr(RunningBatch, "step", lambda batch: gate.wait(60) and step(batch))
-    settings = Settings(adapters_dir=tmp_path / "store", load_demo_adapters=False, max_batch_wait_ms=1)
+    # The four running requests must join in one prefill (the gate holds every step, so a late one could never
+    # join them): an idle batcher waits up to max_batch_wait_ms for its batch to fill.
+    settings = Settings(adapters_dir=tmp_path / "store", load_demo_adapters=False, max_batch_wait_ms=2000)
     app = create_app(settings, base=tiny_base)
     greedy = {"text": "The quick brown fox", "max_new_tokens": 12}
     poisons = [
@@ -216,20 +218,25 @@ def test_poisoned_requests_fail_or_pass_alone_while_others_run(tmp_path, tiny_ba
         {**greedy, "adapter": "poisoned"},
     ]
 
+    async def until(client, section: str, field: str, count: int) -> None:
+        while (await client.get("/stats")).json()[section][field] < count:
+            await asyncio.sleep(0.01)
+
     async def scenario(url):
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
             running = [asyncio.ensure_future(client.post("/generate", json=greedy)) for _ in range(4)]
-            while (await client.get("/stats")).json()["queue"]["running_rows"] < 4:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(until(client, "queue", "running_rows", 4), 30)
             poisoned = [asyncio.ensure_future(client.post("/generate", json=body)) for body in poisons]
-            while (await client.get("/stats")).json()["admission"]["requests"] < 4 + 3:  # the seed one is refused
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(until(client, "admission", "requests", 4 + 3), 30)  # the seed one is refused
             gate.set()
             return await asyncio.gather(*running), await asyncio.gather(*poisoned)
 
     with serve(app) as url:
         app.state.deltaserve.engine.register("poisoned", poisoned(engine.get("prompt_tuning")))
-        running, answers = asyncio.run(scenario(url))
+        try:
+            running, answers = asyncio.run(scenario(url))
+        finally:
+            gate.set()
     alone = engine.generate([greedy["text"]], None, SamplingParams(max_new_tokens=12))[0].text
     assert [r.status_code for r in running] == [200] * 4 and all(r.json()["text"] == alone for r in running)
     assert [a.status_code for a in answers] == [200, 200, 422, 500]
