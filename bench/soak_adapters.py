@@ -1,5 +1,5 @@
 """Adapter folders for the soak: every delta kind made by peft on the served model's own shapes (random
-weights, as bench/run.py makes them), variants for replacing them, and broken copies the server must refuse.
+weights, as bench/workload.py makes them), variants for replacing them, and broken copies the server must refuse.
 
 An adapter here is a folder as `PeftModel.save_pretrained` leaves it: adapter_config.json and
 adapter_model.safetensors. What goes over HTTP is built from those two files.
@@ -54,7 +54,7 @@ class SoakAdapters:
 
 
 def extra_configs(tokenizer_dir: str) -> list[tuple[str, object]]:
-    """The variants bench/run.py does not make: LoRA rank and alpha patterns with rsLoRA on every Linear,
+    """The variants bench/workload.py does not make: LoRA rank and alpha patterns with rsLoRA on every Linear,
     TEXT-initialised prompt tuning, P-tuning with an LSTM encoder, prefix tuning with a projection."""
     from peft import (
         LoraConfig,
@@ -120,11 +120,11 @@ def build_adapters(base_model: str | None, root: Path, seed: int) -> SoakAdapter
     """Make every adapter the soak uploads under `root`, random-initialised from `seed`."""
     import torch
 
-    from bench.run import adapter_configs, save_adapters
+    from bench.workload import adapter_configs, save_adapters
 
     torch.manual_seed(seed)
     model = load_model_for_shapes(base_model)
-    # bench/run.py's mix (LoRA r8/r16/r64, IA3, prompt tuning, P-tuning, prefix) plus the variants above.
+    # bench/workload.py's mix (LoRA r8/r16/r64, IA3, prompt tuning, P-tuning, prefix) plus the variants above.
     configs = [*adapter_configs(7), *extra_configs(model.name_or_path)]
     folders = save_adapters(model, [(name, copy.deepcopy(config)) for name, config in configs], root)
     served = {name: AdapterFiles.read(folder) for name, folder in folders.items()}

@@ -17,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from clients.cli import add_client_commands, connection_options
+from clients.cli_parsers import add_client_commands, connection_options
 from service.cli import add_server_commands
 
 __all__ = ["build_parser", "main"]

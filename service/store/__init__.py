@@ -1,5 +1,6 @@
 """The on-disk adapter store: validated uploads, versioned adapter folders, pipeline documents."""
 
+from service.peft_format import CONFIG_FILE, WEIGHTS_FILE
 from service.store.adapter_store import (
     AdapterStore,
     Inspection,
@@ -9,19 +10,12 @@ from service.store.adapter_store import (
     StagedAdapter,
     check_prompt_template,
 )
+from service.store.archives import MAX_ARCHIVE_MEMBERS
+from service.store.file_set import ADAPTER_FILES, PICKLE_SUFFIXES
 from service.store.names import NAME_RULE, is_valid_name, validate_name
 from service.store.pipeline_documents import PipelineDocuments
 from service.store.records import AdapterRecord
-from service.store.uploads import (
-    ADAPTER_FILES,
-    CONFIG_FILE,
-    MAX_ARCHIVE_MEMBERS,
-    PICKLE_SUFFIXES,
-    WEIGHTS_FILE,
-    StagedSummary,
-    check_staged,
-    count_parameters,
-)
+from service.store.uploads import StagedSummary, check_staged, count_parameters
 from service.store.versions import LocalVersionStorage, VersionStorage
 
 __all__ = [

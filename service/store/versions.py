@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from service.store.durable import fsync_dir, fsync_file
-from service.store.uploads import ADAPTER_FILES
+from service.store.file_set import ADAPTER_FILES
 
 log = logging.getLogger(__name__)
 
