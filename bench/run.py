@@ -35,6 +35,7 @@ from service.engine.base_model import wrap_base_model
 from service.engine.batch import RowRequest
 from service.engine.batcher import Batcher
 from service.engine.deltas import compile_directory
+from service.engine.rows import StreamDelta
 
 SHAPES = {
     "tiny": {
@@ -273,34 +274,57 @@ def main() -> None:
         loads.append((time.perf_counter() - started) * 1000)
     results["ours_cold_load_lora_r16_ms"] = statistics.median(loads)
 
-    # Latency under a steady stream of mixed requests through the continuous batcher.
-    async def stream(count: int, rate_per_s: float) -> list[float]:
+    # Latency under a steady stream of mixed requests through the continuous batcher: the same arrivals once
+    # answered whole and once streamed token by token (time to first token, inter-token latency), so the two
+    # end-to-end latencies show what streaming costs.
+    async def steady(count: int, rate_per_s: float, streamed: bool) -> dict[str, list[float]]:
         batcher = Batcher(engine, max_batch_size=B, max_batch_wait_ms=2)
         batcher.start()
         rng = random.Random(0)
-        latencies = []
+        seen: dict[str, list[float]] = {"end_to_end": [], "first_token": [], "inter_token": []}
 
         async def one(i: int):
             await asyncio.sleep(i / rate_per_s + rng.random() / rate_per_s)
             started = time.perf_counter()
             row = rows_for([mixed[i % len(mixed)]])[0]
             row.prompt_ids = prompts[i % B]
-            await batcher.submit(row)
-            latencies.append((time.perf_counter() - started) * 1000)
+            if not streamed:
+                await batcher.submit(row)
+            else:
+                last = None
+                async for item in batcher.stream(row):
+                    tokens = len(getattr(item, "token_ids", ()) or ())
+                    if isinstance(item, StreamDelta) and tokens:
+                        now = time.perf_counter()
+                        if last is None:
+                            seen["first_token"].append((now - started) * 1000)
+                        else:
+                            seen["inter_token"].append((now - last) * 1000 / tokens)
+                        last = now
+            seen["end_to_end"].append((time.perf_counter() - started) * 1000)
 
         try:
             await asyncio.gather(*(one(i) for i in range(count)))
         finally:
             await batcher.stop()
-        return sorted(latencies)
+        return seen
+
+    def percentiles(values: list[float]) -> dict[str, float]:
+        ordered = sorted(values)
+        return {"p50_ms": ordered[len(ordered) // 2], "p99_ms": ordered[max(int(len(ordered) * 0.99) - 1, 0)]}
 
     mixed_rate = results["tok_s"][f"ours_mixed_{args.adapters}_all_kinds"] / N * 0.5  # half of capacity
-    latencies = asyncio.run(stream(4 * B, mixed_rate))
+    whole = asyncio.run(steady(4 * B, mixed_rate, streamed=False))
+    streamed = asyncio.run(steady(4 * B, mixed_rate, streamed=True))
     results["stream"] = {
-        "requests": len(latencies),
+        "requests": len(whole["end_to_end"]),
         "rate_per_s": mixed_rate,
-        "p50_ms": latencies[len(latencies) // 2],
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
+        **percentiles(whole["end_to_end"]),
+        "streamed": {
+            "end_to_end": percentiles(streamed["end_to_end"]),
+            "time_to_first_token": percentiles(streamed["first_token"]),
+            "inter_token_latency": percentiles(streamed["inter_token"]),
+        },
     }
 
     if engine.decoder is not None:

@@ -49,3 +49,6 @@ def test_benchmark_runs_on_a_tiny_shape(tmp_path, decode):
     assert results["setup"]["ours_decode"] == decode
     assert ("ours_eager_no_adapter" in results["tok_s"]) == (decode == "static")
     assert results["stream"]["requests"] == 16 and results["ours_cold_load_lora_r16_ms"] > 0
+    streamed = results["stream"]["streamed"]
+    assert 0 < streamed["time_to_first_token"]["p50_ms"] <= streamed["end_to_end"]["p50_ms"]
+    assert streamed["inter_token_latency"]["p50_ms"] > 0
