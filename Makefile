@@ -38,7 +38,7 @@ gpu-check:
 	$(PY) -m bench.gpu_check $(OUT)
 
 # Breaks the engine slightly, one mutation at a time, and fails unless the equality tests catch every one
-# (tests/mutation_check.py; about three minutes on 2 idle CPU cores).
+# (tests/mutation_check.py; about four minutes on 2 CPU cores).
 mutation-check: $(VENV)/.installed
 	$(BIN)/python -m tests.mutation_check
 

@@ -7,10 +7,10 @@
 
 Each mutation runs the equality tests (EQUALITY_TESTS) in a fresh pytest process that loads this module as a
 plugin (`-p tests.mutation_check`); the plugin patches the engine at one of the two points below before any
-adapter is compiled, and only for one test adapter (tests/conftest.py saves each in a directory named after
-its kind). A mutation is CAUGHT when some test fails, MISSED when they all pass, and INERT when it never
-changed anything: its point has moved or is no longer used, so update the point here. The tests first run
-unmutated and must pass, or every mutation would look caught.
+adapter is compiled, and only for one test adapter (tests/conftest.py, and tests/test_bitfit.py for BitFit,
+save each in a directory named after its kind). A mutation is CAUGHT when some test fails, MISSED when they
+all pass, and INERT when it never changed anything: its point has moved or is no longer used, so update the
+point here. The tests first run unmutated and must pass, or every mutation would look caught.
 
 The engine is being refactored: everything this check knows about it is in POINTS and in the few `_change`
 functions under it, which read the compiled delta's fields (`CompiledDelta.prompt`: `VirtualTokens.embeddings` or
@@ -35,7 +35,12 @@ from typing import Any
 
 import pytest
 
-EQUALITY_TESTS = ("tests/test_engine_equality.py", "tests/test_engine_bf16.py", "tests/test_static_decode.py")
+EQUALITY_TESTS = (
+    "tests/test_engine_equality.py",
+    "tests/test_engine_bf16.py",
+    "tests/test_static_decode.py",
+    "tests/test_bitfit.py",
+)
 MUTATION_ENV = "DELTASERVE_MUTATION"  # the mutation the plugin applies (unset or empty: none)
 REPORT_ENV = "DELTASERVE_MUTATION_REPORT"  # where the plugin writes how often the mutation changed something
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +117,17 @@ def _scale_ia3(factor: float) -> Callable[[Delta], Delta]:
     return change
 
 
+def _scale_bitfit(factor: float) -> Callable[[Delta], Delta]:
+    def change(delta: Delta) -> Delta:
+        modules = {}
+        for module, part in delta.modules.items():
+            modules[module] = copy.copy(part)
+            modules[module].bias = part.bias * factor
+        return dataclasses.replace(delta, modules=modules)
+
+    return change
+
+
 def _scale_virtual_embeddings(factor: float) -> Callable[[Delta], Delta]:
     return lambda delta: dataclasses.replace(delta, prompt=type(delta.prompt)(delta.prompt.embeddings * factor))
 
@@ -159,6 +175,7 @@ MUTATIONS = (
     Mutation("lora_patterns-output-x1.003", "LoRA with rank/alpha patterns and rsLoRA: output scaled by 1.003",
              _on_compiled("lora_patterns", _scale_lora(1.003))),
     Mutation("ia3-vectors-x1.01", "IA3: every vector scaled by 1.01", _on_compiled("ia3", _scale_ia3(1.01))),
+    Mutation("bitfit-biases-x1.01", "BitFit: every bias scaled by 1.01", _on_compiled("bitfit", _scale_bitfit(1.01))),
     Mutation("prompt_tuning-embeddings-x1.01", "prompt tuning (random init): virtual embeddings scaled by 1.01",
              _on_compiled("prompt_tuning", _scale_virtual_embeddings(1.01))),
     Mutation("prompt_tuning_text-embeddings-x1.01", "prompt tuning (TEXT init): virtual embeddings scaled by 1.01",

@@ -5,7 +5,7 @@ from pydantic import BaseModel, Field
 
 class AdapterRecordOut(BaseModel):
     name: str
-    kind: str = Field(description="lora, ia3, prompt_tuning, p_tuning or prefix_tuning")
+    kind: str = Field(description="lora, ia3, prompt_tuning, p_tuning, prefix_tuning or bitfit")
     base_model: str | None = Field(description="base_model_name_or_path from the adapter's config")
     parameters: int
     bytes: int

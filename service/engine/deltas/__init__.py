@@ -1,8 +1,10 @@
-"""Compile a PEFT adapter (its parsed adapter_config.json and its adapter_model.safetensors) into its runtime form."""
+"""Compile an adapter (its parsed adapter_config.json and its adapter_model.safetensors) into its runtime form.
+PEFT parses the configs of its kinds; a kind PEFT lacks (BitFit) parses its own."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import PeftConfig
@@ -10,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 # Importing the kind modules registers them.
-from service.engine.deltas import ia3, lora, prefix, prompt  # noqa: F401
+from service.engine.deltas import bitfit, ia3, lora, prefix, prompt  # noqa: F401
 from service.engine.deltas.compiled import CompiledDelta, ModuleDelta, ModuleTable, PromptDelta
 from service.engine.deltas.registry import kind_for, supported_peft_types
 from service.errors import InvalidAdapterConfig, InvalidAdapterWeights, InvalidJson, UnsupportedAdapter
@@ -30,15 +32,19 @@ __all__ = [
 ]
 
 
-def parse_config(data: object) -> PeftConfig:
-    """PEFT's own config object from a parsed adapter_config.json, as `PeftConfig.from_pretrained` builds it."""
+def parse_config(data: object) -> Any:
+    """The config object of a parsed adapter_config.json: PEFT's own (as `PeftConfig.from_pretrained` builds it),
+    or the kind's own for a kind PEFT lacks."""
     if not isinstance(data, dict) or "peft_type" not in data:
         raise InvalidAdapterConfig(f"{CONFIG_FILE} has no 'peft_type'; is it a PEFT adapter config?")
     peft_type = str(data["peft_type"])
-    if kind_for(peft_type) is None:
+    kind = kind_for(peft_type)
+    if kind is None:
         raise UnsupportedAdapter(
             f"adapter kind {peft_type} is not served; supported kinds: {', '.join(supported_peft_types())}"
         )
+    if kind.parse is not None:
+        return kind.parse(data)
     attributes = {key: value for key, value in data.items() if key != "runtime_config"}  # as peft drops it
     try:
         return PeftConfig.from_peft_type(**PeftConfig.check_kwargs(**attributes))

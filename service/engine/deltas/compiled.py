@@ -18,10 +18,9 @@ from __future__ import annotations
 import itertools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
-from peft import PeftConfig
 
 _next_uid = itertools.count(1).__next__
 
@@ -88,8 +87,8 @@ class PromptDelta(ABC):
 
 @dataclass(eq=False)
 class CompiledDelta:
-    kind: str  # registry name: "lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning"
-    config: PeftConfig
+    kind: str  # registry name: "lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "bitfit"
+    config: Any  # the parsed adapter_config.json: a PeftConfig, or the kind's own for kinds PEFT lacks
     parameters: int  # elements in the adapter's weights file
     base_model: str | None  # `base_model_name_or_path` from the adapter's config, informative only
     modules: dict[str, ModuleDelta] = field(default_factory=dict)  # base module name -> its delta

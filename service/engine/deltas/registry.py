@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
-from peft import PeftConfig
 
 from service.engine.base_model import FrozenBase
 from service.engine.deltas.compiled import CompiledDelta
 
 # A compiler gets the parsed config and the weights file's tensors and returns the runtime form, or raises
 # an AdapterError subclass that names what does not fit the base model. Each kind's compiler takes its own
-# PeftConfig subclass; the registry only ever hands it a config of its peft_type.
+# config type (a PeftConfig subclass, unless the kind parses its own); the registry only ever hands it a
+# config of its peft_type.
 _C = TypeVar("_C", bound=Callable[[Any, dict[str, torch.Tensor], FrozenBase], CompiledDelta])
 
 
@@ -22,15 +22,18 @@ _C = TypeVar("_C", bound=Callable[[Any, dict[str, torch.Tensor], FrozenBase], Co
 class DeltaKind:
     name: str  # what the API reports, e.g. "lora"
     peft_type: str  # PEFT's PeftType value, e.g. "LORA"
-    compile: Callable[[PeftConfig, dict[str, torch.Tensor], FrozenBase], CompiledDelta]
+    compile: Callable[[Any, dict[str, torch.Tensor], FrozenBase], CompiledDelta]
+    # adapter_config.json (a dict) -> the compiler's config; None: PEFT parses it (PeftConfig.from_peft_type).
+    # For kinds PEFT does not have; raises InvalidAdapterConfig naming what is wrong.
+    parse: Callable[[dict], Any] | None = None
 
 
 _KINDS: dict[str, DeltaKind] = {}
 
 
-def register(name: str, peft_type: str) -> Callable[[_C], _C]:
+def register(name: str, peft_type: str, parse: Callable[[dict], Any] | None = None) -> Callable[[_C], _C]:
     def decorator(compiler: _C) -> _C:
-        _KINDS[peft_type] = DeltaKind(name=name, peft_type=peft_type, compile=compiler)
+        _KINDS[peft_type] = DeltaKind(name=name, peft_type=peft_type, compile=compiler, parse=parse)
         return compiler
 
     return decorator
