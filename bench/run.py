@@ -232,6 +232,10 @@ def main() -> None:
         "ours_one_lora",
         timed(lambda: engine.generate_rows(rows_for([lora_names[1 % len(lora_names)]] * B)), device, args.reps),
     )
+    for kind in ("bitfit", "bottleneck"):  # the kinds PEFT lacks, alone (when the mix has them)
+        name = next((n for n, _ in configs if n.startswith(f"{kind}-")), None)
+        if name is not None:
+            record(f"ours_one_{kind}", timed(lambda n=name: engine.generate_rows(rows_for([n] * B)), device, args.reps))
     mixed = [configs[i % len(configs)][0] for i in range(B)]
     record(
         f"ours_mixed_{args.adapters}_all_kinds", timed(lambda: engine.generate_rows(rows_for(mixed)), device, args.reps)

@@ -124,8 +124,9 @@ def build_adapters(base_model: str | None, root: Path, seed: int) -> SoakAdapter
 
     torch.manual_seed(seed)
     model = load_model_for_shapes(base_model)
-    # bench/workload.py's mix (LoRA r8/r16/r64, IA3, prompt tuning, P-tuning, prefix) plus the variants above.
-    configs = [*adapter_configs(7), *extra_configs(model.name_or_path)]
+    # bench/workload.py's mix (LoRA r8/r16/r64, IA3, prompt tuning, P-tuning, prefix, BitFit, bottleneck Pfeiffer and
+    # Houlsby) plus the variants above.
+    configs = [*adapter_configs(10), *extra_configs(model.name_or_path)]
     folders = save_adapters(model, [(name, copy.deepcopy(config)) for name, config in configs], root)
     served = {name: AdapterFiles.read(folder) for name, folder in folders.items()}
     swapped = {"swap-lora": served["lora-r8-0"], "swap-prefix": served["prefix-6"], "swap-prompt": served["prompt-4"]}

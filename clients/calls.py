@@ -34,8 +34,10 @@ T = TypeVar("T")
 _R = TypeVar("_R", bound=Result)
 Role = Literal["none", "api", "admin"]  # which key the call carries
 
-# The two files of a saved PEFT adapter, as the multipart upload names them.
+# The two files of a saved PEFT adapter, as the multipart upload names them; AdapterHub's save_adapter names its
+# weights file otherwise (a head saved beside it is not sent: the server serves the base model's own).
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+ADAPTERHUB_WEIGHTS = "adapter.safetensors"
 ARCHIVE_TYPES = {".zip": "application/zip", ".tar.gz": "application/gzip", ".tgz": "application/gzip"}
 GENERATION_PARAMS = frozenset(GenerationParams.__annotations__)
 
@@ -156,13 +158,16 @@ def upload_adapter(
     metadata = {k: v for k, v in (("description", description), ("prompt_template", prompt_template)) if v is not None}
     call = Call("PUT", f"/adapters/{_segment(name)}", "admin", _one(AdapterRecord))
     if source.is_dir():
-        missing = [f for f in ADAPTER_FILES if not (source / f).is_file()]
+        names = list(ADAPTER_FILES)
+        if not (source / names[1]).is_file() and (source / ADAPTERHUB_WEIGHTS).is_file():
+            names[1] = ADAPTERHUB_WEIGHTS
+        missing = [f for f in names if not (source / f).is_file()]
         if missing:
             raise FileNotFoundError(
-                f"{source} is not a saved PEFT adapter: missing {', '.join(missing)} "
-                "(save with safe_serialization=True; pickled .bin weights are not accepted)"
+                f"{source} is not a saved PEFT or AdapterHub adapter: missing {', '.join(missing)} "
+                "(save with safe_serialization=True or use_safetensors=True; pickled .bin weights are not accepted)"
             )
-        call.files = [("files", (f, (source / f).read_bytes(), _content_type(f))) for f in ADAPTER_FILES]
+        call.files = [("files", (f, (source / f).read_bytes(), _content_type(f))) for f in names]
         call.data = metadata or None
         return call
     if not source.is_file():

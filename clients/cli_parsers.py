@@ -83,7 +83,8 @@ def _add_adapters(commands: Commands, connection: argparse.ArgumentParser) -> No
     upload = adapter_commands.add_parser(
         "upload", parents=[connection], help="upload (or replace) an adapter",
         description="Upload an adapter: PATH is a directory saved by PEFT (adapter_config.json and "
-        "adapter_model.safetensors) or a .zip / .tar.gz archive of one. A directory's deltaserve.json "
+        "adapter_model.safetensors) or by AdapterHub's save_adapter (adapter_config.json and adapter.safetensors; "
+        "a head beside them is not sent), or a .zip / .tar.gz archive of one. A directory's deltaserve.json "
         "({\"description\": ..., \"prompt_template\": ...}) fills in the flags not given. Needs the admin key.",
     )
     upload.add_argument("name", metavar="NAME")

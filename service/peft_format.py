@@ -1,8 +1,13 @@
-"""File names of an adapter folder: PEFT's save format (what `PeftModel.save_pretrained` writes), shared by the
-engine and the store, and our optional metadata file beside it."""
+"""File names of an adapter folder: PEFT's save format (what `PeftModel.save_pretrained` writes) and AdapterHub's
+(`model.save_adapter(dir, name, use_safetensors=True)`), shared by the engine and the store, and our optional
+metadata file beside them."""
 
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
+CONFIG_FILE = "adapter_config.json"  # both formats
+WEIGHTS_FILE = "adapter_model.safetensors"  # PEFT's, and the name every stored version's weights have
+ADAPTERHUB_WEIGHTS_FILE = "adapter.safetensors"  # AdapterHub's, stored as WEIGHTS_FILE
+# A folder AdapterHub saved from a model with a head also holds its head (never stored).
+HEAD_CONFIG_FILE = "head_config.json"
+HEAD_WEIGHTS_FILE = "model_head.safetensors"
 # Optional, ours: {"prompt_template": ..., "description": ...}, read by the demo install and the CLI's upload.
 METADATA_FILE = "deltaserve.json"
 

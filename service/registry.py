@@ -118,6 +118,8 @@ class AdapterRegistry:
 
     def _check(self, staged: StagedAdapter) -> CompiledDelta:
         delta = self.engine.compile_parsed(staged.config, staged.weights)
+        if staged.head is not None:
+            self.engine.check_head(staged.head)
         self.engine.check_output(delta)
         return delta
 

@@ -7,14 +7,15 @@
 
 Each mutation runs the equality tests (EQUALITY_TESTS) in a fresh pytest process that loads this module as a
 plugin (`-p tests.mutation_check`); the plugin patches the engine at one of the two points below before any
-adapter is compiled, and only for one test adapter (tests/conftest.py, and tests/test_bitfit.py for BitFit,
-save each in a directory named after its kind). A mutation is CAUGHT when some test fails, MISSED when they
+adapter is compiled, and only for one test adapter (tests/conftest.py, tests/test_bitfit.py for BitFit and
+tests/test_bottleneck.py for the AdapterHub fixtures save each in a directory named after it). A mutation is CAUGHT when some test fails, MISSED when they
 all pass, and INERT when it never changed anything: its point has moved or is no longer used, so update the
 point here. The tests first run unmutated and must pass, or every mutation would look caught.
 
 The engine is being refactored: everything this check knows about it is in POINTS and in the few `_change`
 functions under it, which read the compiled delta's fields (`CompiledDelta.prompt`: `VirtualTokens.embeddings` or
-`KVPrefix.kv`; `.modules[module].scale` for LoRA and `.vector` for IA3) and the prefill's `position_ids`.
+`KVPrefix.kv`; `.modules[module].scale` for LoRA, `.vector` for IA3, `.bias` for BitFit, `.down`/`.up`/`.scale`/
+`.norm` for bottleneck pieces) and the prefill's `position_ids`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ EQUALITY_TESTS = (
     "tests/test_engine_bf16.py",
     "tests/test_static_decode.py",
     "tests/test_bitfit.py",
+    "tests/test_bottleneck.py",
 )
 MUTATION_ENV = "DELTASERVE_MUTATION"  # the mutation the plugin applies (unset or empty: none)
 REPORT_ENV = "DELTASERVE_MUTATION_REPORT"  # where the plugin writes how often the mutation changed something
@@ -128,6 +130,22 @@ def _scale_bitfit(factor: float) -> Callable[[Delta], Delta]:
     return change
 
 
+def _scale_bottleneck(part: str, factor: float) -> Callable[[Delta], Delta]:
+    """A bottleneck piece's `part` (down, up, scale, or the ln_after norm's weight) scaled by `factor`."""
+
+    def change(delta: Delta) -> Delta:
+        modules = {}
+        for module, piece in delta.modules.items():
+            modules[module] = copy.copy(piece)
+            if part == "norm":
+                modules[module].norm = (piece.norm[0] * factor, piece.norm[1])
+            else:
+                setattr(modules[module], part, getattr(piece, part) * factor)
+        return dataclasses.replace(delta, modules=modules)
+
+    return change
+
+
 def _scale_virtual_embeddings(factor: float) -> Callable[[Delta], Delta]:
     return lambda delta: dataclasses.replace(delta, prompt=type(delta.prompt)(delta.prompt.embeddings * factor))
 
@@ -176,6 +194,14 @@ MUTATIONS = (
              _on_compiled("lora_patterns", _scale_lora(1.003))),
     Mutation("ia3-vectors-x1.01", "IA3: every vector scaled by 1.01", _on_compiled("ia3", _scale_ia3(1.01))),
     Mutation("bitfit-biases-x1.01", "BitFit: every bias scaled by 1.01", _on_compiled("bitfit", _scale_bitfit(1.01))),
+    Mutation("seq_bn-up-x1.01", "bottleneck (Pfeiffer): up-projections scaled by 1.01",
+             _on_compiled("seq_bn", _scale_bottleneck("up", 1.01))),
+    Mutation("compacter-down-x1.01", "Compacter: the dense down-projections (Kronecker sums) scaled by 1.01",
+             _on_compiled("compacter", _scale_bottleneck("down", 1.01))),
+    Mutation("adapter_plus-scale-x1.01", "AdapterPlus: channel scaling scaled by 1.01",
+             _on_compiled("adapter_plus", _scale_bottleneck("scale", 1.01))),
+    Mutation("par_bn_ln_after-norm-x1.01", "parallel adapter with ln_after: the norm's weight scaled by 1.01",
+             _on_compiled("par_bn_ln_after", _scale_bottleneck("norm", 1.01))),
     Mutation("prompt_tuning-embeddings-x1.01", "prompt tuning (random init): virtual embeddings scaled by 1.01",
              _on_compiled("prompt_tuning", _scale_virtual_embeddings(1.01))),
     Mutation("prompt_tuning_text-embeddings-x1.01", "prompt tuning (TEXT init): virtual embeddings scaled by 1.01",

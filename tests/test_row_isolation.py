@@ -4,6 +4,7 @@ tokens (and log-probabilities) it gets without it."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -54,6 +55,51 @@ def test_a_row_with_non_finite_output_fails_alone(engine, with_poison):
     failed = mixed.pop(2)
     assert failed.finish_reason == "error" and isinstance(failed.error, NonFiniteLogits)
     assert outputs(mixed) == alone  # bit-identical tokens and log-probabilities
+
+
+def overflowing(delta):
+    """The same adapter with one input direction of its first module's down-projection (LoRA's A, a bottleneck's
+    W_down) at float32's largest finite value: finite weights that overflow for the row's own inputs only."""
+    from service.engine.deltas.bottleneck import BottleneckPiece
+    from service.engine.deltas.lora import LoraWeights
+
+    module, piece = next(iter(sorted(delta.modules.items())))
+    if isinstance(piece, LoraWeights):
+        down = piece.lora_a.clone()
+        down[0] = torch.finfo(torch.float32).max
+        piece = LoraWeights(down, piece.lora_b, piece.scale)
+    else:
+        assert isinstance(piece, BottleneckPiece)
+        piece = copy.copy(piece)
+        piece.down = piece.down.clone()
+        piece.down[0] = torch.finfo(torch.float32).max
+    return dataclasses.replace(delta, modules={**delta.modules, module: piece})
+
+
+@pytest.mark.parametrize("path", ["eager", "static"])
+@pytest.mark.parametrize("kind", ["lora", "bottleneck"])
+def test_an_adapter_that_overflows_poisons_no_other_row(request, path, kind, tmp_path):
+    """Adapters side by side in one table are kept apart by selection: another row's columns may be infinite for
+    this row's input (inf * 0 would be NaN), and must leave it exactly as it is alone."""
+    chosen = request.getfixturevalue("engine" if path == "eager" else "static_engine")
+    if kind == "lora":
+        delta = chosen.get("lora")
+    else:
+        from tests.test_bottleneck import FIXTURES, stored_form
+
+        delta = chosen.compile(stored_form(FIXTURES / "seq_bn", tmp_path / "seq_bn"))
+    chosen.register("overflowing", overflowing(delta))
+    try:
+        neighbours = ["lora", None, "ia3"] if kind == "bottleneck" else ["lora_patterns", None, "ia3"]
+        plan = list(zip(neighbours, TEXTS))
+        alone = [outputs(chosen.generate_rows([chosen.make_row(t, chosen.get(n), PARAMS)]))[0] for n, t in plan]
+        bad = chosen.make_row("Paris", chosen.get("overflowing"), PARAMS)
+        mixed = chosen.generate_rows([bad, *(chosen.make_row(t, chosen.get(n), PARAMS) for n, t in plan)])
+        failed = mixed.pop(0)
+        assert failed.finish_reason == "error" and isinstance(failed.error, NonFiniteLogits)
+        assert_unchanged(outputs(mixed), alone)
+    finally:
+        chosen.unregister("overflowing")
 
 
 def test_the_static_path_scrubs_a_failed_rows_slot(static_engine, with_poison_static):

@@ -190,7 +190,7 @@ def test_tables_reuse_freed_columns_and_grow_when_full(static_engine):
     tables.assign([lora, patterns])
     table = tables_of(tables, LoraTable)[name]
     assert table.rank_columns >= lora.modules[name].rank + patterns.modules[name].rank
-    start, rank = table._columns[tables.numbers[patterns.uid]]
+    start, rank = table._blocks.blocks[tables.numbers[patterns.uid]]
     torch.testing.assert_close(table.a[start : start + rank], patterns.modules[name].lora_a)
 
 

@@ -15,6 +15,7 @@ from service.engine.base_model import FrozenBase
 from service.engine.batch import RowRequest
 from service.engine.decode_loop import EngineStats, RunningBatch, generate_batch
 from service.engine.deltas import CompiledDelta, compile_adapter, compile_directory
+from service.engine.deltas.adapterhub_head import check_head
 from service.engine.fair_lock import FairLock
 from service.engine.module_hooks import ModuleHooks
 from service.engine.rows import GenerationResult
@@ -65,6 +66,10 @@ class Engine:
     def compile_parsed(self, config: dict, weights: Path) -> CompiledDelta:
         """The same, for an upload whose config the store has already parsed (each upload is parsed once)."""
         return compile_adapter(config, weights, self.base)
+
+    def check_head(self, directory: Path) -> None:
+        """An uploaded AdapterHub head is accepted only as a copy of the base model's own output layer."""
+        check_head(Path(directory), self.base)
 
     def check_output(self, delta: CompiledDelta) -> None:
         """Run the adapter once on a probe prompt and refuse it if the model's output is not finite: weights

@@ -27,6 +27,8 @@ class RowTables:
         self.tables: dict[tuple[str, type[ModuleTable]], ModuleTable] = {}
         self.inputs: dict[str, list[ModuleTable]] = {}  # module -> tables applied to its input
         self.outputs: dict[str, list[ModuleTable]] = {}  # module -> tables applied to its output
+        # module -> the module whose input its tables also read (the residual stream of a bottleneck adapter)
+        self.reads: dict[str, str] = {}
         self.numbers: dict[int, int] = {}  # uid of a present adapter -> its number
         self._deltas: dict[int, CompiledDelta] = {}  # uid -> the adapter, to reset its tables when it leaves
         self.version = 0
@@ -38,6 +40,10 @@ class RowTables:
 
     def modules(self) -> set[str]:
         return set(self.inputs) | set(self.outputs)
+
+    def sources(self) -> set[str]:
+        """Modules whose input some table reads during the forward pass."""
+        return set(self.reads.values())
 
     def assign(self, deltas: list[CompiledDelta | None]) -> list[int]:
         """Make the adapters of `deltas` (one per row; None = base model) the present ones; returns each row's
@@ -65,6 +71,8 @@ class RowTables:
             self._resize(max(2 * self.capacity, number + 1))
         self.numbers[delta.uid], self._deltas[delta.uid] = number, delta
         for module, piece in delta.modules.items():
+            if piece.reads_input_of is not None:
+                self.reads[module] = piece.reads_input_of
             if self._table(module, piece.table_type).set(number, piece):
                 self.version += 1
 

@@ -66,6 +66,7 @@ class StagedAdapter:
     config: dict  # adapter_config.json, parsed once
     parameters: int  # elements over all tensors, from the safetensors header
     bytes: int  # size of the two adapter files
+    head: Path | None = None  # an AdapterHub head for `inspect` to check; dropped before the version is stored
 
     @property
     def weights(self) -> Path:
@@ -195,7 +196,8 @@ class AdapterStore:
         except BaseException:
             shutil.rmtree(dest, ignore_errors=True)
             raise
-        return StagedAdapter(directory=dest, config=summary.config, parameters=summary.parameters, bytes=summary.bytes)
+        return StagedAdapter(directory=dest, config=summary.config, parameters=summary.parameters, bytes=summary.bytes,
+                             head=summary.head)
 
     def discard(self, staged: StagedAdapter) -> None:
         """Drop a staged upload that will not be put."""
@@ -230,6 +232,8 @@ class AdapterStore:
                 check_encodable(description, "the description")
             check_prompt_template(prompt_template)
             inspection = inspect(staged)  # the caller's verdict, before anything is visible
+            if staged.head is not None:
+                shutil.rmtree(staged.head)  # checked by `inspect`; a copy of the base model's head is never kept
             kind = inspection.kind
             if not isinstance(kind, str) or not kind:
                 raise TypeError(f"inspect returned kind {kind!r}; expected a non-empty string")

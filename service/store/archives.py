@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from service.errors import PayloadTooLarge, UnsafeArchive, UploadError
 from service.peft_format import CONFIG_FILE, WEIGHTS_FILE
-from service.store.file_set import ADAPTER_FILES, check_file_set, refuse_pickles, sentence
+from service.store.file_set import refuse_pickles, sentence, staged_names
 
 MAX_ARCHIVE_MEMBERS = 8
 # Room for the container's own bytes (tar headers and padding, zip directory) on top of the
@@ -40,7 +40,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # NotImplementedError for compression methods it lacks.
 _ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, OSError)
 _TAR_READ_ERRORS = (tarfile.TarError, zlib.error, EOFError, OSError)
-_TOO_MANY_MEMBERS = f"the archive has more than {MAX_ARCHIVE_MEMBERS} members; an adapter archive needs 2 or 3"
+_TOO_MANY_MEMBERS = f"the archive has more than {MAX_ARCHIVE_MEMBERS} members; an adapter archive needs 2 to 5"
 
 
 @dataclass(frozen=True)
@@ -185,13 +185,14 @@ def _write_members(
         if name in by_name:
             raise UploadError(f"the archive holds {name} more than once")
         by_name[name] = member
-    check_file_set(by_name)
+    plan = staged_names(by_name)
 
     written = 0
-    for name in ADAPTER_FILES:
+    for name, staged in plan.items():
+        (dest / staged).parent.mkdir(exist_ok=True)
         with reading:
             source = open_member(by_name[name])
-        with source, open(dest / name, "xb") as target:
+        with source, open(dest / staged, "xb") as target:
             while True:
                 with reading:  # decompression errors are the archive's fault; write errors are not
                     chunk = source.read(_CHUNK)

@@ -2,8 +2,10 @@
 
 An upload arrives as form files (file name -> bytes), as one archive body (archives.py), or as a local
 folder. Either way the result is a folder holding only `adapter_config.json` and
-`adapter_model.safetensors` (file_set.py says which files may come), both checked; nothing is ever
-unpickled or passed to torch.load, and the size limit holds on every byte written.
+`adapter_model.safetensors` (file_set.py says which files may come: AdapterHub's `adapter.safetensors` is
+staged under that name), both checked, and an AdapterHub head, if the upload has one, in `head/` to be
+checked and dropped; nothing is ever unpickled or passed to torch.load, and the size limit holds on every
+byte written.
 
 These functions write into an empty folder the caller created and do no cleanup: on error
 the caller removes the folder (AdapterStore does).
@@ -24,12 +26,15 @@ from service.json_limits import read_json_file
 from service.peft_format import CONFIG_FILE, CONFIG_MAX_BYTES, CONFIG_MAX_DEPTH, WEIGHTS_FILE
 from service.store.archives import unpack_archive
 from service.store.file_set import (
-    ADAPTER_FILES,
+    ADAPTERHUB_PICKLE_ADVICE,
+    ADAPTERHUB_WEIGHTS_FILE,
+    HEAD_DIR,
     PICKLE_ADVICE,
     PICKLE_SUFFIXES,
-    check_file_set,
+    UPLOAD_FILES,
     refuse_pickles,
     sentence,
+    staged_names,
 )
 
 
@@ -40,6 +45,7 @@ class StagedSummary:
     config: dict
     parameters: int  # total elements over all tensors in the safetensors file
     bytes: int  # size of the two kept files
+    head: Path | None = None  # an AdapterHub head, staged to be checked against the base model, never kept
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,10 +67,9 @@ def stage_files(files: Mapping[str, bytes], dest: Path, max_bytes: int) -> Stage
     refuse_pickles(by_name)
     if sum(len(content) for content in by_name.values()) > max_bytes:
         raise PayloadTooLarge.upload(max_bytes)
-    check_file_set(by_name)
-
-    for name in ADAPTER_FILES:
-        with open(dest / name, "xb") as handle:
+    for name, staged in staged_names(by_name).items():
+        (dest / staged).parent.mkdir(exist_ok=True)
+        with open(dest / staged, "xb") as handle:
             handle.write(by_name[name])
     return check_staged(dest)
 
@@ -80,21 +85,25 @@ def stage_archive(data: bytes | bytearray | memoryview | BinaryIO, dest: Path, m
 
 
 def stage_directory(src: Path, dest: Path, max_bytes: int) -> StagedSummary:
-    """Copy the adapter files of a local folder written by save_pretrained into `dest`.
+    """Copy the adapter files of a local folder written by save_pretrained (or AdapterHub's save_adapter) into
+    `dest`.
 
     Other files there (README.md, training_args.bin, ...) are left alone, never opened.
     """
     src = Path(src)
     if not src.is_dir():
         raise UploadError(f"{src} is not a folder")
-    present = {name for name in ADAPTER_FILES if (src / name).is_file()}
-    if WEIGHTS_FILE not in present and any((src / f"adapter_model{s}").is_file() for s in PICKLE_SUFFIXES):
-        raise PickleRefused(f"{src} holds only pickle adapter weights. {PICKLE_ADVICE}")
-    check_file_set(dict.fromkeys(present))
-    if sum((src / name).stat().st_size for name in ADAPTER_FILES) > max_bytes:
+    present = {name for name in UPLOAD_FILES if (src / name).is_file()}
+    if not present & {WEIGHTS_FILE, ADAPTERHUB_WEIGHTS_FILE}:
+        for stem, advice in (("adapter_model", PICKLE_ADVICE), ("pytorch_adapter", ADAPTERHUB_PICKLE_ADVICE)):
+            if any((src / f"{stem}{suffix}").is_file() for suffix in PICKLE_SUFFIXES):
+                raise PickleRefused(f"{src} holds only pickle adapter weights. {advice}")
+    plan = staged_names(present)
+    if sum((src / name).stat().st_size for name in plan) > max_bytes:
         raise PayloadTooLarge.upload(max_bytes)
-    for name in ADAPTER_FILES:
-        shutil.copyfile(src / name, dest / name)
+    for name, staged in plan.items():
+        (dest / staged).parent.mkdir(exist_ok=True)
+        shutil.copyfile(src / name, dest / staged)
     return check_staged(dest)
 
 
@@ -111,10 +120,12 @@ def check_staged(folder: Path) -> StagedSummary:
     config = _parse_config(config_path)
     if not isinstance(config, dict):
         raise UploadError(f"{CONFIG_FILE} must hold a JSON object, not {type(config).__name__}")
+    head = folder / HEAD_DIR
     return StagedSummary(
         config=config,
         parameters=count_parameters(weights_path),
         bytes=config_path.stat().st_size + weights_path.stat().st_size,
+        head=head if head.is_dir() else None,
     )
 
 

@@ -1,5 +1,5 @@
 """Compile an adapter (its parsed adapter_config.json and its adapter_model.safetensors) into its runtime form.
-PEFT parses the configs of its kinds; a kind PEFT lacks (BitFit) parses its own."""
+PEFT parses the configs of its kinds; a kind PEFT lacks (BitFit, AdapterHub's bottleneck adapters) parses its own."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 # Importing the kind modules registers them.
-from service.engine.deltas import bitfit, ia3, lora, prefix, prompt  # noqa: F401
+from service.engine.deltas import bitfit, bottleneck, ia3, lora, prefix, prompt  # noqa: F401
 from service.engine.deltas.compiled import CompiledDelta, ModuleDelta, ModuleTable, PromptDelta
-from service.engine.deltas.registry import kind_for, supported_peft_types
+from service.engine.deltas.registry import kind_for, kind_recognising, supported_peft_types
 from service.errors import InvalidAdapterConfig, InvalidAdapterWeights, InvalidJson, UnsupportedAdapter
 from service.json_limits import read_json_file
 from service.peft_format import CONFIG_FILE, CONFIG_MAX_BYTES, CONFIG_MAX_DEPTH, WEIGHTS_FILE
@@ -35,8 +35,17 @@ __all__ = [
 def parse_config(data: object) -> Any:
     """The config object of a parsed adapter_config.json: PEFT's own (as `PeftConfig.from_pretrained` builds it),
     or the kind's own for a kind PEFT lacks."""
-    if not isinstance(data, dict) or "peft_type" not in data:
-        raise InvalidAdapterConfig(f"{CONFIG_FILE} has no 'peft_type'; is it a PEFT adapter config?")
+    if not isinstance(data, dict):
+        raise InvalidAdapterConfig(f"{CONFIG_FILE} must hold a JSON object")
+    if "peft_type" not in data:
+        own_format = kind_recognising(data)
+        if own_format is None:
+            raise InvalidAdapterConfig(
+                f"{CONFIG_FILE} has no 'peft_type' and is not an AdapterHub adapter config; "
+                "is it a PEFT adapter config?"
+            )
+        assert own_format.parse is not None  # a kind with its own format parses it
+        return own_format.parse(data)
     peft_type = str(data["peft_type"])
     kind = kind_for(peft_type)
     if kind is None:

@@ -79,7 +79,8 @@ class BiasTable(ModuleTable):
         biases[:kept] = self.biases[:kept]
         self.biases = biases
 
-    def apply_output(self, x: torch.Tensor, y: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+    def apply_output(self, x: torch.Tensor, y: torch.Tensor, numbers: torch.Tensor,
+                     stream: torch.Tensor | None = None) -> torch.Tensor:
         return (y + self.biases[numbers][:, None, :]).to(y.dtype)
 
 

@@ -1,6 +1,7 @@
 """What every delta compiles to, and the two ways a compiled delta acts on a row.
 
-- `ModuleDelta`: a change inside one base module's forward (LoRA and IA3 on a Linear). Each type names the
+- `ModuleDelta`: a change inside one base module's forward (LoRA, IA3 and BitFit on a Linear; a bottleneck
+  adapter on the Linear that ends a sub-layer). Each type names the
   `ModuleTable` that holds it in a batch: every adapter of the batch side by side in fixed tensors, indexed
   by the adapter's number in that batch, so one forward applies each row's own delta (vLLM's slots: a
   table's `set(number, delta)` fills one, `reset(number)` empties it). The same tables serve prefill and
@@ -8,9 +9,9 @@
 - `PromptDelta`: what a delta lays before a row's tokens at prefill: virtual token embeddings (prompt
   tuning, P-tuning) or key/value entries in the row's cache (prefix tuning). Nothing of it runs at decode.
 
-A kind's module (lora.py, ia3.py, prompt.py, prefix.py) defines its pieces, their tables and its compiler,
-and registers the compiler (registry.py). A compiled delta is immutable: replacing an adapter compiles a
-new one (with a new `uid`), so a batch that holds the old one finishes on the old version.
+A kind's module (lora.py, ia3.py, bitfit.py, bottleneck.py, prompt.py, prefix.py) defines its pieces, their
+tables and its compiler, and registers the compiler (registry.py). A compiled delta is immutable: replacing an
+adapter compiles a new one (with a new `uid`), so a batch that holds the old one finishes on the old version.
 """
 
 from __future__ import annotations
@@ -55,13 +56,18 @@ class ModuleTable(ABC):
         """x: [rows, seq, in]; numbers: [rows] long, each row's adapter number."""
         raise NotImplementedError
 
-    def apply_output(self, x: torch.Tensor, y: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
-        """x: [rows, seq, in] the module's input; y: [rows, seq, out] its output."""
+    def apply_output(self, x: torch.Tensor, y: torch.Tensor, numbers: torch.Tensor,
+                     stream: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [rows, seq, in] the module's input; y: [rows, seq, out] its output; `stream`: the input of the module
+        the table's deltas read (`ModuleDelta.reads_input_of`), recorded earlier in the same forward pass."""
         raise NotImplementedError
 
 
 class ModuleDelta(ABC):
     table_type: ClassVar[type[ModuleTable]]
+    # Another module whose input this delta also reads, in the same forward pass: a bottleneck adapter on a
+    # sub-layer's output reads the residual stream, which is the input of the layer norm before the sub-layer.
+    reads_input_of: str | None = None
 
     @abstractmethod
     def to(self, device: torch.device, dtype: torch.dtype) -> ModuleDelta: ...
@@ -87,7 +93,7 @@ class PromptDelta(ABC):
 
 @dataclass(eq=False)
 class CompiledDelta:
-    kind: str  # registry name: "lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "bitfit"
+    kind: str  # registry name: "lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning", "bitfit", "bottleneck"
     config: Any  # the parsed adapter_config.json: a PeftConfig, or the kind's own for kinds PEFT lacks
     parameters: int  # elements in the adapter's weights file
     base_model: str | None  # `base_model_name_or_path` from the adapter's config, informative only

@@ -65,7 +65,8 @@ class IA3Table(ModuleTable):
 class IA3OutputTable(IA3Table):
     """Attention targets: the module's output is scaled."""
 
-    def apply_output(self, x: torch.Tensor, y: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+    def apply_output(self, x: torch.Tensor, y: torch.Tensor, numbers: torch.Tensor,
+                     stream: torch.Tensor | None = None) -> torch.Tensor:
         return (y * self._row_vectors(numbers)).to(y.dtype)
 
 

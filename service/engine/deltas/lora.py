@@ -12,6 +12,7 @@ from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPP
 
 from service.engine.base_model import FrozenBase
 from service.engine.deltas import config_fields
+from service.engine.deltas.columns import ColumnBlocks
 from service.engine.deltas.common import (
     check_module,
     reject_unknown_keys,
@@ -68,21 +69,21 @@ class LoraWeights(ModuleDelta):
 
 
 class LoraTable(ModuleTable):
-    """The batch's LoRAs on one module, side by side along the rank axis: A's stacked [R, in], B's [out, R],
-    and per adapter number its scale over its own rank columns (zero elsewhere). `((x A^T) * scale[row]) B^T`
-    is then each row's own `scale * B A x`: two dense products for any mix of adapters and ranks. Columns
-    freed by an adapter that left are reused; the table only grows (to the next power of two)."""
+    """The batch's LoRAs on one module, side by side along the rank axis (columns.py): A's stacked [R, in], B's
+    [out, R], and per adapter number its scale over its own rank columns (zero elsewhere). `((x A^T) * scale[row])
+    B^T` is then each row's own `scale * B A x`: two dense products for any mix of adapters and ranks."""
 
     def __init__(self, shape: tuple[int, int], numbers: int, device: torch.device, dtype: torch.dtype):
         super().__init__(shape, numbers, device, dtype)
-        self._allocate(numbers, rank_columns=16)
-        self._columns: dict[int, tuple[int, int]] = {}  # number -> (first column, rank)
+        self._blocks = ColumnBlocks()
+        self._allocate(numbers)
 
-    def _allocate(self, numbers: int, rank_columns: int) -> None:
+    def _allocate(self, numbers: int) -> None:
         in_features, out_features = self.shape
-        self.a = torch.zeros((rank_columns, in_features), device=self.device, dtype=self.dtype)
-        self.b = torch.zeros((out_features, rank_columns), device=self.device, dtype=self.dtype)
-        self.scales = torch.zeros((numbers, rank_columns), device=self.device, dtype=self.dtype)
+        columns = self._blocks.columns
+        self.a = torch.zeros((columns, in_features), device=self.device, dtype=self.dtype)
+        self.b = torch.zeros((out_features, columns), device=self.device, dtype=self.dtype)
+        self.scales = torch.zeros((numbers, columns), device=self.device, dtype=self.dtype)
 
     @property
     def rank_columns(self) -> int:
@@ -90,18 +91,18 @@ class LoraTable(ModuleTable):
 
     def set(self, number: int, delta: ModuleDelta) -> bool:
         assert isinstance(delta, LoraWeights)
-        start = _free_start(list(self._columns.values()), delta.rank, self.rank_columns)
+        start = self._blocks.find(delta.rank)
         grew = start is None
         if start is None:  # no room: a wider table, with the adapters already there laid out again
-            start = self._repack(_next_power_of_two(sum(r for _, r in self._columns.values()) + delta.rank, 16))
+            start = self._repack(delta.rank)
         self.a[start : start + delta.rank] = delta.lora_a
         self.b[:, start : start + delta.rank] = delta.lora_b
         self.scales[number, start : start + delta.rank] = delta.scale
-        self._columns[number] = (start, delta.rank)
+        self._blocks.hold(number, start, delta.rank)
         return grew
 
     def reset(self, number: int) -> None:
-        if self._columns.pop(number, None) is not None:
+        if self._blocks.release(number):
             self.scales[number] = 0
 
     def resize(self, numbers: int) -> None:
@@ -110,44 +111,29 @@ class LoraTable(ModuleTable):
         scales[:kept] = self.scales[:kept]
         self.scales = scales
 
-    def _repack(self, rank_columns: int) -> int:
-        """Reallocate with `rank_columns`, the present adapters packed from column 0; returns the first free."""
+    def _repack(self, room_for: int) -> int:
         old_a, old_b, old_scales = self.a, self.b, self.scales
-        self._allocate(old_scales.shape[0], rank_columns)
-        start = 0
-        for number, (first, rank) in sorted(self._columns.items()):
-            self.a[start : start + rank] = old_a[first : first + rank]
-            self.b[:, start : start + rank] = old_b[:, first : first + rank]
-            self.scales[number, start : start + rank] = old_scales[number, first : first + rank]
-            self._columns[number] = (start, rank)
-            start += rank
+        start, moves = self._blocks.repack(room_for)
+        self._allocate(old_scales.shape[0])
+        for move in moves:
+            old, new = slice(move.old, move.old + move.width), slice(move.new, move.new + move.width)
+            self.a[new] = old_a[old]
+            self.b[:, new] = old_b[:, old]
+            self.scales[move.number, new] = old_scales[move.number, old]
         return start
 
-    def apply_output(self, x: torch.Tensor, y: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+    def apply_output(self, x: torch.Tensor, y: torch.Tensor, numbers: torch.Tensor,
+                     stream: torch.Tensor | None = None) -> torch.Tensor:
         # As PEFT: the input cast to the adapters' dtype, the branch added and rounded to the output's dtype once.
-        row_scales = self.scales[numbers]  # [rows, R]
-        hidden = F.linear(x.to(self.a.dtype), self.a) * row_scales[:, None, :]
+        # Columns of other rows' adapters are zeroed by selection, not by multiplying: another adapter's huge (but
+        # finite) A can make them infinite for this row's input, and inf * 0 would be NaN here.
+        row_scales = self.scales[numbers][:, None, :]  # [rows, 1, R]
+        hidden = F.linear(x.to(self.a.dtype), self.a)
+        hidden = torch.where(row_scales != 0, hidden * row_scales, 0.0)
         return (y + F.linear(hidden, self.b)).to(y.dtype)
 
 
 LoraWeights.table_type = LoraTable
-
-
-def _next_power_of_two(n: int, least: int) -> int:
-    size = least
-    while size < n:
-        size *= 2
-    return size
-
-
-def _free_start(taken: list[tuple[int, int]], length: int, limit: int) -> int | None:
-    """First start of `length` free columns in [0, limit) around the taken (start, length) intervals."""
-    start = 0
-    for begin, size in sorted(taken):
-        if begin - start >= length:
-            return start
-        start = max(start, begin + size)
-    return start if limit - start >= length else None
 
 
 def _check_options(config: LoraConfig) -> None:

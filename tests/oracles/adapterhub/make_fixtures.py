@@ -15,8 +15,8 @@ What it writes under OUT (small: well under a megabyte):
   parameter is drawn at random (the library starts up-projections at zero, so a fresh adapter would change
   nothing and test nothing), at a scale where the greedy tokens differ from the base model's;
 - expected.json: per adapter and for the base model alone, for each prompt (token ids, so no tokenizer is
-  involved), the greedy continuation (8 tokens) and the last prompt position's float32 logits, the latter in
-  expected_logits.safetensors (keys "<adapter or base>/<prompt index>").
+  involved), the greedy continuation (8 tokens); expected_logits.safetensors: the float32 logits of each of
+  those steps, [steps, vocab] (keys "<adapter or base>/<prompt index>").
 
 Never edit the fixtures by hand: rerun this.
 """
@@ -31,7 +31,15 @@ from pathlib import Path
 import adapters
 import torch
 import transformers
-from adapters import BnConfig, CompacterConfig, CompacterPlusPlusConfig, DoubleSeqBnConfig, ParBnConfig, SeqBnConfig
+from adapters import (
+    AdapterPlusConfig,
+    BnConfig,
+    CompacterConfig,
+    CompacterPlusPlusConfig,
+    DoubleSeqBnConfig,
+    ParBnConfig,
+    SeqBnConfig,
+)
 from safetensors.torch import save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -57,6 +65,24 @@ CONFIGS: dict[str, BnConfig] = {
     ),
     # The low-rank adapter: a PHM layer of one block with a factorized weight, W = W_left @ W_right (rank 2).
     "low_rank_adapter": SeqBnConfig(reduction_factor=8, phm_layer=True, phm_dim=1, phm_rank=2, factorized_phm_W=True),
+    # Options that change the arithmetic, one at a time (appended: the fixtures above keep their seeds).
+    # AdapterPlus: original_ln_after=False, residual_before_ln=False, channel scaling. Its stochastic depth needs
+    # torchvision to build and is the identity at inference, so it is left at 0.
+    "adapter_plus": AdapterPlusConfig(reduction_factor=8, stochastic_depth=0.0),
+    "seq_bn_residual_after_ln": SeqBnConfig(reduction_factor=8, residual_before_ln=False),
+    "seq_bn_ln_after_adapter_residual": SeqBnConfig(reduction_factor=8, ln_after=True, adapter_residual_before_ln=True),
+    "par_bn_ln_after": ParBnConfig(reduction_factor=8, ln_after=True),
+    "seq_bn_per_layer_reduction": SeqBnConfig(reduction_factor={"0": 4, "default": 16}),
+    "seq_bn_leave_out": SeqBnConfig(reduction_factor=8, leave_out=[0]),
+    "attention_only_tanh": BnConfig(mh_adapter=True, output_adapter=False, reduction_factor=8, non_linearity="tanh",
+                                    original_ln_before=True),
+    "seq_bn_leakyrelu": SeqBnConfig(reduction_factor=8, non_linearity="leakyrelu"),
+    "compacter_shared_w": CompacterConfig(reduction_factor=8, phm_dim=4, shared_W_phm=True),
+    "compacter_dense_w_no_bias": CompacterPlusPlusConfig(reduction_factor=8, phm_dim=4, factorized_phm_W=False,
+                                                         phm_bias=False),
+    # Served by nobody: its gate averages over the tokens of each forward pass, so cached decoding differs from
+    # uncached. Saved so that the refusal is tested on a file the library wrote.
+    "seq_bn_gating": SeqBnConfig(reduction_factor=8, use_gating=True),
 }
 
 
@@ -98,7 +124,10 @@ def run(model: LlamaForCausalLM) -> tuple[list[list[int]], list[torch.Tensor]]:
             use_cache=False,
         )
         tokens.append(out[0, len(prompt) :].tolist())
-        logits.append(model(input_ids=ids).logits[0, -1].float().clone())
+        # Every step's logits, from one uncached forward over the prompt and the tokens chosen before that step:
+        # position len(prompt) - 1 + k predicts step k.
+        steps = model(input_ids=out[:, :-1]).logits[0, len(prompt) - 1 :]
+        logits.append(steps.float().clone())
     return tokens, logits
 
 
