@@ -170,8 +170,8 @@ def test_requests_for_an_adapter_go_to_the_replica_where_it_is_warm(cluster, ada
     samples = families["deltaserve_requests"].samples
     assert {sample.labels["replica"] for sample in samples} == set(resident)
     for name, home in homes.items():  # every generate request for it was answered by its home replica
-        counted = {s.labels["replica"] for s in samples if s.labels["adapter"] == name and s.labels["route"] == "/generate"
-                   and s.name.endswith("_total") and s.value > 0}
+        counted = {s.labels["replica"] for s in samples if s.labels["adapter"] == name
+                   and s.labels["route"] == "/generate" and s.name.endswith("_total") and s.value > 0}
         assert counted == {home}, (name, counted)
 
 
@@ -215,12 +215,14 @@ def test_a_replica_killed_mid_traffic_fails_only_its_own_requests_cleanly(cluste
         thread.join(120)
         assert not thread.is_alive(), "a request hangs"
 
-    on_victim = [out for out in results if out.get("replica") == victim]
-    assert on_victim and all(out.get("events", [])[-1:] == ["error"] for out in on_victim), on_victim
-    assert all(out["error"]["error"]["code"] == "replica_failed" for out in on_victim)
+    # Every request ended with a complete answer (a single process's) or, on the killed replica only, with a
+    # clean error event: none was cut off silently, none hangs.
+    failed = [out for out in results if out.get("events", [])[-1:] == ["error"]]
+    assert failed and {out["replica"] for out in failed} == {victim}, results
+    assert all(out["error"]["error"]["code"] == "replica_failed" for out in failed)
     for text, out in zip(texts, results):
-        if out.get("replica") != victim:  # the other replica's streams finished, with a single process's answer
-            assert out["events"][-1] == "done", out
+        if out not in failed:
+            assert out.get("events", [])[-1:] == ["done"], out
             alone = reference.post("/generate", json={"text": text, "max_new_tokens": 200}).json()
             assert out["end"]["text"] == alone["text"]
 
@@ -236,8 +238,10 @@ def test_a_replica_killed_mid_traffic_fails_only_its_own_requests_cleanly(cluste
             break
         assert time.monotonic() < deadline, deployment
         time.sleep(1)
-    replicas = {proxy.get("/replicas/stats").json()["replicas"][i]["replica"] for i in range(2)}
-    assert victim not in replicas and len(replicas) == 2
+    while len(replicas := {r["replica"] for r in proxy.get("/replicas/stats").json()["replicas"]}) < 2:
+        assert time.monotonic() < deadline, replicas  # the router hears of the replacement a moment later
+        time.sleep(1)
+    assert victim not in replicas
     # Nothing in the store was lost or left half-written.
     records = AdapterStore(store_root, Settings().max_upload_bytes).list()
     assert "survivor" in {record.name for record in records}

@@ -9,7 +9,8 @@ An upload of a new version goes to the replica where the adapter is warm, and le
 that wrote a version holds it compiled (the router reports it so).
 
 A pipeline runs on one replica, chosen by its first adapter: its concurrent steps then share that replica's
-batches and no step pays a second hop (measured in bench/ray_pipeline_routing.py, README "Scale-out").
+batches, and no step pays another router-to-replica hop (which costs more than compiling a small adapter:
+README "Scale-out on Ray Serve"). Its later adapters become warm there too.
 """
 
 from __future__ import annotations
