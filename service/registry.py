@@ -55,6 +55,10 @@ BASE_MODEL_ALONE = ResolvedAdapter(None, None, None, None)
 RESOLVE_ATTEMPTS = 4
 
 
+class _EngineOnly(Exception):
+    pass
+
+
 class AdapterRegistry:
     def __init__(self, store: AdapterStore, engine: Engine):
         self.store = store
@@ -147,7 +151,10 @@ class AdapterRegistry:
         if name is None:
             return BASE_MODEL_ALONE
         for _ in range(RESOLVE_ATTEMPTS):
-            record = self._current(name)
+            try:
+                record = self._current(name)
+            except _EngineOnly:
+                return ResolvedAdapter(name, self.engine.lookup(name)[0], None, None)
             self._follow(record)
             try:
                 delta, meta = self.engine.lookup(name)
@@ -164,6 +171,8 @@ class AdapterRegistry:
     def _current(self, name: str) -> AdapterRecord:
         """The servable record on disk; forgets an adapter that is gone (deleted by any process)."""
         record = self.store.current(name)
+        if record is None and name in self.engine.names() and self.engine.meta(name) is None:
+            raise _EngineOnly  # registered in the engine alone, with no store record (never by the store)
         if record is None or self._broken.get(name) == record:
             if record is None and self.engine.meta(name) is not None:
                 self.engine.unregister(name)
