@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint mutation-check gpu-check adapterhub-fixtures install clean
+.PHONY: serve test test-ray lint mutation-check gpu-check adapterhub-fixtures install clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# Scale-out on Ray Serve: installs the ray extra into .venv, then runs the tests marked `ray` (a local two-CPU Ray
+# cluster, two replicas of the tiny model; about two minutes). Without the extra, `make test` skips them.
+test-ray: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[ray]"
+	$(BIN)/python -m pytest -q -m ray
 
 # The linter and the type checker (configured in pyproject.toml); CI runs this before the tests.
 lint: $(VENV)/.installed

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
 from peft import (
     IA3Config,
     LoraConfig,

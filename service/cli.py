@@ -1,6 +1,7 @@
 """The server half of the `deltaserve` command: run the server, prepare the base model.
 
     deltaserve serve [--host H --port P ...]          run the HTTP server (settings: DELTASERVE_* env, flags win)
+    deltaserve serve --replicas N [--ray-address A]   the same API on Ray Serve: N engine replicas, one store
     deltaserve prepare-model [--base-model M]         convert and cache the base model ahead of time
 
 `add_server_commands` adds these to the `deltaserve` parser (built in `deltaserve.cli`, next to the client's
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from service.config import Settings
-from service.settings_flags import add_settings_flags, settings_from_flags
+from service.settings_flags import FLAG_FIELDS, add_settings_flags, settings_from_flags
 
 if TYPE_CHECKING:
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -104,10 +105,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _check_bind(settings, args.insecure)
     level = args.log_level or "info"
     logging.basicConfig(level="DEBUG" if level == "trace" else level.upper())
+    if args.replicas is not None:
+        return _serve_on_ray(settings, args)
     # uvicorn only; server.serve imports the app (and torch) itself
     from service import server
 
     return server.serve(settings, log_level=level)
+
+
+def _serve_on_ray(settings: Settings, args: argparse.Namespace) -> int:
+    if args.replicas < 1:
+        raise UsageError(f"--replicas must be at least 1, not {args.replicas}")
+    try:
+        from service.ray_serve import launch
+    except ImportError as exc:
+        raise UsageError(f"--replicas needs Ray Serve: pip install 'deltaserve[ray]' ({exc})") from exc
+    # The flags given reach every replica; the environment (keys included) reaches them as Ray's workers inherit it.
+    overrides = {name: getattr(args, name) for name in FLAG_FIELDS if hasattr(args, name)}
+    overrides = {name: str(value) if hasattr(value, "__fspath__") else value for name, value in overrides.items()}
+    return launch.run(settings, overrides, replicas=args.replicas, ray_address=args.ray_address)
 
 
 @server_command
@@ -132,6 +148,9 @@ def add_server_commands(commands: Commands) -> None:
     )
     serve.add_argument("--insecure", action="store_true", help="allow a non-loopback address without keys")
     serve.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
+    serve.add_argument("--replicas", type=int, help="serve on Ray Serve with this many engine replicas (one per GPU "
+                       "where the cluster has GPUs), all on one adapter store; needs the ray extra")
+    serve.add_argument("--ray-address", help="with --replicas: the Ray cluster to join (default: start a local one)")
     add_settings_flags(serve)
     serve.set_defaults(handler=cmd_serve)
 

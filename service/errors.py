@@ -155,6 +155,15 @@ class DeadlineExceeded(DeltaServeError):
     retry_after = 1
 
 
+class ReplicaFailed(DeltaServeError):
+    """Scale-out on Ray Serve: the replica running this request died; the others (and its replacement) take the
+    next requests, so the same request may be sent again."""
+
+    status = 503
+    code = "replica_failed"
+    retry_after = 1
+
+
 class RequestTimeout(DeltaServeError):
     """The client sent its request body too slowly."""
 

@@ -6,6 +6,11 @@ one probe pass, and only then does the store publish it. The engine's entry swit
 write lock, right after the record, so the two never disagree about which version is live. `resolve`
 returns a version's delta, prompt template and number together, from one entry.
 
+Other processes may write the same store (replicas sharing one adapter folder). So `resolve` reads the
+record on disk first (one small file) and, when it is not the version the engine holds, has the engine
+follow it: a replacement is compiled on this first request for it, a deleted adapter forgotten. No
+replica serves a stale version once the writer has answered.
+
 Every method here may touch the disk or compile: call them off the event loop.
 """
 
@@ -13,13 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from service.engine import CompiledDelta, Engine
-from service.errors import DeltaServeError
+from service.errors import AdapterNotFound, DeltaServeError
 from service.peft_format import CONFIG_FILE, METADATA_FILE
 from service.store import AdapterRecord, AdapterStore, PutResult, StagedAdapter
 
@@ -44,12 +50,22 @@ class ResolvedAdapter:
 
 
 BASE_MODEL_ALONE = ResolvedAdapter(None, None, None, None)
+# A replacement by another process may prune the version being compiled here; then its record has changed
+# and resolving again finds the new one. More rounds than this mean writers faster than compiling.
+RESOLVE_ATTEMPTS = 4
+
+
+class _EngineOnly(Exception):
+    pass
 
 
 class AdapterRegistry:
     def __init__(self, store: AdapterStore, engine: Engine):
         self.store = store
         self.engine = engine
+        self._follow_lock = threading.Lock()  # one re-registration per change, whichever request sees it first
+        # Stored versions that failed to compile here (skipped, as at start-up) until their record changes.
+        self._broken: dict[str, AdapterRecord] = {}
 
     # -- start-up ---------------------------------------------------------------------------------
     def load_stored(self, *, compile_now: int, pinned: list[str]) -> None:
@@ -64,11 +80,12 @@ class AdapterRegistry:
                 continue
             try:
                 if record.name in eager:
-                    self.engine.load(record.name, self.store.files(record.name), meta=record)
+                    self.engine.load(record.name, self.store.version_files(record), meta=record)
                 else:
-                    self.engine.know(record.name, self.store.files(record.name), meta=record)
+                    self.engine.know(record.name, self.store.version_files(record), meta=record)
             except DeltaServeError as exc:
                 log.warning("Skipping stored adapter %s: %s", record.name, exc.message)
+                self._broken[record.name] = record
         for name in pinned:
             if name in self.engine.names():
                 self.engine.adapters.pin(name)
@@ -132,15 +149,47 @@ class AdapterRegistry:
 
     # -- reads ------------------------------------------------------------------------------------
     def resolve(self, name: str | None) -> ResolvedAdapter:
-        """One version's delta, template and number together (may compile from disk on a cold load)."""
+        """One version's delta, template and number together: the version on disk now (may compile it)."""
         if name is None:
             return BASE_MODEL_ALONE
-        delta, record = self.engine.lookup(name)
-        template, version = (record.prompt_template, record.version) if record else (None, None)
-        return ResolvedAdapter(name, delta, template, version)
+        for _ in range(RESOLVE_ATTEMPTS):
+            try:
+                record = self._current(name)
+            except _EngineOnly:
+                return ResolvedAdapter(name, self.engine.lookup(name)[0], None, None)
+            self._follow(record)
+            try:
+                delta, meta = self.engine.lookup(name)
+            except AdapterNotFound:  # deleted by a request of this process in between
+                continue
+            except DeltaServeError:
+                if self.store.current(name) != record:
+                    continue  # replaced (its files pruned) or deleted while this compiled: look again
+                raise
+            if meta == record:
+                return ResolvedAdapter(name, delta, record.prompt_template, record.version)
+        raise AdapterNotFound(f"no adapter named '{name}'")
+
+    def _current(self, name: str) -> AdapterRecord:
+        """The servable record on disk; forgets an adapter that is gone (deleted by any process)."""
+        record = self.store.current(name)
+        if record is None and name in self.engine.names() and self.engine.meta(name) is None:
+            raise _EngineOnly  # registered in the engine alone, with no store record (never by the store)
+        if record is None or self._broken.get(name) == record:
+            if record is None and self.engine.meta(name) is not None:
+                self.engine.unregister(name)
+            raise AdapterNotFound(f"no adapter named '{name}'")
+        return record
+
+    def _follow(self, record: AdapterRecord) -> None:
+        """Make the engine serve exactly `record` (compiled on first use), if it holds another version or none."""
+        with self._follow_lock:
+            if self.engine.meta(record.name) != record:
+                self.engine.know(record.name, self.store.version_files(record), meta=record)
 
     def exists(self, name: str) -> bool:
-        return name in self.engine.names()
+        record = self.store.current(name)
+        return record is not None and self._broken.get(name) != record
 
     def records(self) -> list[AdapterRecord]:
         return self.store.list()

@@ -8,9 +8,10 @@
 Each mutation runs the equality tests (EQUALITY_TESTS) in a fresh pytest process that loads this module as a
 plugin (`-p tests.mutation_check`); the plugin patches the engine at one of the two points below before any
 adapter is compiled, and only for one test adapter (tests/conftest.py, tests/test_bitfit.py for BitFit and
-tests/test_bottleneck.py for the AdapterHub fixtures save each in a directory named after it). A mutation is CAUGHT when some test fails, MISSED when they
-all pass, and INERT when it never changed anything: its point has moved or is no longer used, so update the
-point here. The tests first run unmutated and must pass, or every mutation would look caught.
+tests/test_bottleneck.py for the AdapterHub fixtures save each in a directory named after it). A mutation is
+CAUGHT when some test fails, MISSED when they all pass, and INERT when it never changed anything: its point has
+moved or is no longer used, so update the point here. The tests first run unmutated and must pass, or every
+mutation would look caught.
 
 The engine is being refactored: everything this check knows about it is in POINTS and in the few `_change`
 functions under it, which read the compiled delta's fields (`CompiledDelta.prompt`: `VirtualTokens.embeddings` or

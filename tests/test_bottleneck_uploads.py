@@ -263,7 +263,7 @@ def test_the_python_client_uploads_the_library_folder(server) -> None:
     """The client sends a saved AdapterHub folder's config and weights (not its head) like a PEFT folder."""
     from clients import DeltaServeClient
 
-    client, store = server
+    client, _ = server
     with DeltaServeClient(str(client.base_url)) as ours:
         record = ours.upload_adapter("from-client", FIXTURES / "par_bn")
     assert record.kind == "bottleneck" and record.parameters == EXPECTED["outputs"]["par_bn"]["parameters"]

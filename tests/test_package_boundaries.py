@@ -53,7 +53,8 @@ def test_the_client_never_imports_the_server() -> None:
 def test_nothing_below_the_routes_imports_them() -> None:
     """Routes call the service layer, never the other way round; only the app factory mounts them."""
     offenders = {file: reaches(names, "service.api") for file, names in package_imports("service").items()
-                 if not file.startswith("service/api/") and file != "service/main.py"}
+                 if not file.startswith("service/api/") and file != "service/main.py"
+                 and not file.startswith("service/ray_serve/")}  # the Ray router also answers HTTP itself
     assert {file: names for file, names in offenders.items() if names} == {}
 
 
@@ -78,10 +79,20 @@ def test_the_import_scan_sees_lazy_imports(tmp_path: Path) -> None:
     assert reaches(imported_modules(module), "clients") == {"clients.cli", "clients.types"}
 
 
+def test_only_the_ray_package_imports_ray() -> None:
+    """Ray is an optional extra: the service, the command and the client work without it."""
+    offenders = {file: reaches(names, "ray") | reaches(names, "service.ray_serve")
+                 for package in ("service", "clients", "deltaserve") for file, names in package_imports(package).items()
+                 if not file.startswith("service/ray_serve/")}
+    offenders["service/cli.py"] -= {"service.ray_serve"}  # `serve --replicas` imports it when it runs
+    assert {file: names for file, names in offenders.items() if names} == {}
+
+
 @pytest.mark.parametrize(("code", "forbidden"), [
     ("import clients, clients.cli", ("torch", "service", "uvicorn", "pydantic_settings")),
     ("from deltaserve.cli import build_parser; build_parser()", ("torch", "service.main", "service.engine", "uvicorn")),
-], ids=["client", "command-parser"])
+    ("import service.main, service.state", ("ray",)),
+], ids=["client", "command-parser", "app-without-ray"])
 def test_what_an_import_pulls_in(code: str, forbidden: tuple[str, ...]) -> None:
     """In a fresh interpreter: a client-only user needs no torch; `deltaserve --help` loads no model code."""
     check = (f"{code}\nimport sys\n"

@@ -341,4 +341,4 @@ def test_tokenizing_and_templating_run_off_the_event_loop(tmp_path, tiny_base, a
         pipeline = {"text": "Paris", "steps": [{"name": "a", "max_new_tokens": 2}]}
         assert client.post("/pipeline", json=pipeline).status_code == 200
     assert threads  # the event loop runs in its own thread; these are the default executor's workers
-    assert all(name.startswith(("asyncio_", "ThreadPoolExecutor")) for name in threads), threads
+    assert all(name.startswith(("asyncio_", "uvloop_", "ThreadPoolExecutor")) for name in threads), threads

@@ -117,6 +117,12 @@ class AdapterCache:
             log.info("Loaded adapter %s (%s) from disk in %.1f ms", name, compiled.kind, elapsed)
             return self._make_resident(name, compiled)
 
+    def meta(self, name: str) -> Any:
+        """The metadata `name` was added with (None when it is unknown)."""
+        with self._lock:
+            known = self._known.get(name)
+            return None if known is None else known.meta
+
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._known)

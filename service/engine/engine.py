@@ -109,6 +109,10 @@ class Engine:
         """The compiled adapter and its metadata, of one version (may compile it from disk: call off the event loop)."""
         return self.adapters.lookup(name)
 
+    def meta(self, name: str) -> Any:
+        """The metadata `name` is served with (the store's record of its version); None when unknown."""
+        return self.adapters.meta(name)
+
     def names(self) -> list[str]:
         return self.adapters.names()
 

@@ -8,12 +8,18 @@ Layout under `root`:
     .staging/<tmp>/                     uploads being checked; never visible
     .trash/<tmp>/                       deleted entries on their way out
     .pipelines/<name>.json              pipeline definitions
+    .lock                               writers of every process take it (locks.py)
 
 An upload is staged and checked once (`stage_*` returns a `StagedAdapter`, which only they make);
 `put` lets the caller's `inspect` reject it, renames the staged folder to `versions/<N>`, and only
 then replaces record.json. A crash before that replace leaves the old record (and a stray version
-folder no record names); after it, the new one. One process owns a root: start-up clears
-`.staging` and `.trash`.
+folder no record names); after it, the new one.
+
+Several processes may share a root (replicas, on one machine or a shared filesystem). Writers take
+the root's `.lock`, so versions are numbered from the record on disk, never from a stale copy in
+memory. Readers take no lock and keep nothing: `current(name)` reads the record from disk each time
+(one small file and a few stats), so a write by any process is seen by every other at its next read.
+Start-up clears only the uploads no live process is staging (locks.StagingClaim) and `.trash`.
 """
 
 from __future__ import annotations
@@ -23,17 +29,17 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Generic, Protocol, TypeVar
 
 from service.errors import AdapterNotFound, InvalidRequest, check_encodable
 from service.store import uploads
 from service.store.durable import fsync_dir, write_json_atomic
+from service.store.locks import StagingClaim, StoreLock, clear_abandoned
 from service.store.names import is_valid_name, validate_name
 from service.store.pipeline_documents import PipelineDocuments
 from service.store.records import RECORD_FORMAT, AdapterRecord, utc_now
@@ -45,6 +51,7 @@ RECORD_FILE = "record.json"
 STAGING_DIR = ".staging"
 TRASH_DIR = ".trash"
 PIPELINES_DIR = ".pipelines"
+LOCK_FILE = ".lock"
 TEMPLATE_FIELD = "{text}"
 
 
@@ -67,6 +74,11 @@ class StagedAdapter:
     parameters: int  # elements over all tensors, from the safetensors header
     bytes: int  # size of the two adapter files
     head: Path | None = None  # an AdapterHub head for `inspect` to check; dropped before the version is stored
+    claim: StagingClaim | None = field(default=None, compare=False, repr=False)  # keeps other processes off it
+
+    def release(self) -> None:
+        if self.claim is not None:
+            self.claim.release()
 
     @property
     def weights(self) -> Path:
@@ -93,86 +105,112 @@ class AdapterStore:
         self._staging = self.root / STAGING_DIR
         self._trash = self.root / TRASH_DIR
         self._versions: VersionStorage = versions or LocalVersionStorage(self.root)
-        self._lock = threading.Lock()  # serializes writers
-        # Readers take no lock: writers never change this dict, they swap in a new one.
-        self._records: dict[str, AdapterRecord] = {}
         self.root.mkdir(parents=True, exist_ok=True)
-        self.pipelines = PipelineDocuments(self.root / PIPELINES_DIR)
+        self._lock = StoreLock(self.root / LOCK_FILE)  # serializes writers, in this process and every other
+        self._warned: set[tuple[str, str]] = set()  # broken entries already logged (each once per process)
+        self._warned_lock = threading.Lock()
+        self.pipelines = PipelineDocuments(self.root / PIPELINES_DIR, self._lock)
         self.load()
 
     # -- start-up ------------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Clear leftovers of interrupted work and (re)read every record.
+        """Clear leftovers of interrupted work and check every entry (start-up).
 
-        Runs at construction; call it again only while no upload is being staged.
-
-        A broken entry is skipped with a warning giving the reason, never raised, so one bad
-        folder cannot keep the service from starting. Only record.json is read and the weight
-        files are only stat'ed, so thousands of entries load quickly.
+        Uploads that a live process (another replica) is staging are left alone. A broken entry is
+        skipped with a warning giving the reason, never raised, so one bad folder cannot keep the
+        service from starting. Only record.json is read and the weight files are only stat'ed, so
+        thousands of entries load quickly.
         """
         with self._lock:
-            for leftovers in (self._staging, self._trash):
-                shutil.rmtree(leftovers, ignore_errors=True)
-                leftovers.mkdir(parents=True, exist_ok=True)
-            records: dict[str, AdapterRecord] = {}
-            with os.scandir(self.root) as entries:
-                for entry in entries:
-                    if entry.name in (STAGING_DIR, TRASH_DIR, PIPELINES_DIR):
-                        continue
-                    record = self._read_entry(entry)
-                    if record is not None:
-                        records[record.name] = record
-            self._records = records
-        self.pipelines.load()
+            self._staging.mkdir(parents=True, exist_ok=True)
+            clear_abandoned(self._staging)
+            shutil.rmtree(self._trash, ignore_errors=True)  # deletes finish outside the lock; theirs ignore errors
+            self._trash.mkdir(parents=True, exist_ok=True)
+            self.pipelines.load()
+        self.list()
 
     def _read_entry(self, entry: os.DirEntry) -> AdapterRecord | None:
         if not entry.is_dir(follow_symlinks=False):
-            log.warning("Skipping %s in the adapter store: not a folder.", entry.path)
+            self._warn(entry.name, f"Skipping {entry.path} in the adapter store: not a folder.")
             return None
         if not is_valid_name(entry.name):
-            log.warning("Skipping adapter folder %s: %r is not a valid adapter name.", entry.path, entry.name)
+            self._warn(entry.name, f"Skipping adapter folder {entry.path}: {entry.name!r} is not a valid adapter name.")
             return None
-        record_path = Path(entry.path) / RECORD_FILE
-        reason: str | None
-        try:
-            record = AdapterRecord.from_dict(json.loads(record_path.read_bytes().decode("utf-8")))
-        except FileNotFoundError:
-            reason = f"{record_path} is missing"
-        except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
-            reason = f"{record_path} is unreadable: {exc}"
-        else:
-            if record.name != entry.name:
-                reason = f"{record_path} names another adapter ({record.name!r})"
-            else:
-                reason = self._versions.problem(record.name, record.version, record.bytes)
-                if reason is None:
-                    return record
-        log.warning("Skipping adapter %r: %s.", entry.name, reason)
-        return None
+        record, reason = self._read_record(entry.name)
+        if reason is not None:
+            self._warn(entry.name, f"Skipping adapter {entry.name!r}: {reason}.")
+        return record
+
+    def _read_record(self, name: str) -> tuple[AdapterRecord | None, str | None]:
+        """The record on disk and, when it cannot be served, why not."""
+        record_path = self.root / name / RECORD_FILE
+        for _attempt in range(2):
+            try:
+                record = AdapterRecord.from_dict(json.loads(record_path.read_bytes().decode("utf-8")))
+            except FileNotFoundError:
+                return None, f"{record_path} is missing"
+            except NotADirectoryError:
+                return None, f"{self.root / name} is not a folder"
+            except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+                return None, f"{record_path} is unreadable: {exc}"
+            if record.name != name:
+                return None, f"{record_path} names another adapter ({record.name!r})"
+            reason = self._versions.problem(record.name, record.version, record.bytes)
+            if reason is None:
+                return record, None
+            # A writer may have switched the record and pruned this version since it was read: read it once more.
+        return None, reason
+
+    def _warn(self, name: str, message: str) -> None:
+        with self._warned_lock:
+            if (name, message) in self._warned:
+                return
+            self._warned.add((name, message))
+        log.warning("%s", message)
 
     # -- reading -------------------------------------------------------------------------------
 
+    def current(self, name: str) -> AdapterRecord | None:
+        """The record on disk now, whoever wrote it; None for no (servable) adapter of that name."""
+        if not is_valid_name(name):
+            return None
+        record, reason = self._read_record(name)
+        if reason is not None and (self.root / name).exists():
+            self._warn(name, f"Skipping adapter {name!r}: {reason}.")
+        return record
+
     def get(self, name: str) -> AdapterRecord:
-        try:
-            return self._records[name]
-        except KeyError:
-            raise AdapterNotFound(f"no adapter named '{name}'") from None
+        record = self.current(name)
+        if record is None:
+            raise AdapterNotFound(f"no adapter named '{name}'")
+        return record
 
     def list(self) -> list[AdapterRecord]:
-        records = self._records
-        return [records[name] for name in sorted(records)]
+        """Every servable record on disk, sorted by name (a scan: one record.json per entry)."""
+        records = []
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if entry.name in (STAGING_DIR, TRASH_DIR, PIPELINES_DIR, LOCK_FILE):
+                    continue
+                record = self._read_entry(entry)
+                if record is not None:
+                    records.append(record)
+        return sorted(records, key=lambda record: record.name)
 
     def exists(self, name: str) -> bool:
-        return name in self._records
+        return self.current(name) is not None
 
     def files(self, name: str) -> Path:
         """The folder holding the current version's adapter_config.json and adapter_model.safetensors.
 
-        A later put or delete of the same name removes it; load from it promptly.
+        A later put or delete of the same name (by any process) removes it; load from it promptly.
         """
-        record = self.get(name)
-        return self._versions.path(name, record.version)
+        return self.version_files(self.get(name))
+
+    def version_files(self, record: AdapterRecord) -> Path:
+        """The folder of the version `record` names (gone once a later version replaced it)."""
+        return self._versions.path(record.name, record.version)
 
     # -- staging -------------------------------------------------------------------------------
 
@@ -189,19 +227,23 @@ class AdapterStore:
         return self._stage(lambda dest: uploads.stage_directory(source, dest, self.max_upload_bytes))
 
     def _stage(self, fill: Callable[[Path], uploads.StagedSummary]) -> StagedAdapter:
-        self._staging.mkdir(parents=True, exist_ok=True)
-        dest = Path(tempfile.mkdtemp(prefix="upload-", dir=self._staging))
+        with self._lock:  # so that no process clearing abandoned uploads sees the folder before its claim
+            self._staging.mkdir(parents=True, exist_ok=True)
+            claim = StagingClaim(self._staging)
+        dest = claim.folder
         try:
             summary = fill(dest)
         except BaseException:
             shutil.rmtree(dest, ignore_errors=True)
+            claim.release()
             raise
         return StagedAdapter(directory=dest, config=summary.config, parameters=summary.parameters, bytes=summary.bytes,
-                             head=summary.head)
+                             head=summary.head, claim=claim)
 
     def discard(self, staged: StagedAdapter) -> None:
         """Drop a staged upload that will not be put."""
         shutil.rmtree(staged.directory, ignore_errors=True)
+        staged.release()
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -242,7 +284,7 @@ class AdapterStore:
             base_model = base_model if isinstance(base_model, str) else None
 
             with self._lock:
-                previous = self._records.get(name)
+                previous = self.current(name)  # from disk: another process may have written it
                 now = utc_now()
                 if previous is None:
                     record = AdapterRecord(
@@ -274,26 +316,26 @@ class AdapterStore:
                 folder = self._versions.publish(name, record.version, staged_dir)
                 # The switch: before this line the old record is live, after it the new one.
                 write_json_atomic(self.root / name / RECORD_FILE, {"format": RECORD_FORMAT, **record.to_dict()})
-                self._records = {**self._records, name: record}
                 if on_publish is not None:
                     on_publish(record, folder, inspection)
                 self._versions.prune(name, keep=record.version)
         except BaseException:
             shutil.rmtree(staged_dir, ignore_errors=True)  # gone already if it was published
             raise
+        finally:
+            staged.release()
         return PutResult(record=record, created=previous is None, inspection=inspection)
 
     def delete(self, name: str, on_delete: Callable[[str], None] | None = None) -> None:
         """Remove an adapter: one rename hides it (record and files together), then the files go.
         `on_delete` runs under the write lock right after the record is gone (see OnPublish)."""
         with self._lock:
-            if name not in self._records:
+            if not self.exists(name):
                 raise AdapterNotFound(f"no adapter named '{name}'")
             self._trash.mkdir(parents=True, exist_ok=True)
             doomed = self._trash / f"{name}-{uuid.uuid4().hex}"
             os.rename(self.root / name, doomed)
             fsync_dir(self.root)
-            self._records = {key: value for key, value in self._records.items() if key != name}
             if on_delete is not None:
                 on_delete(name)
         shutil.rmtree(doomed, ignore_errors=True)  # a leftover is cleared at the next start

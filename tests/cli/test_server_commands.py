@@ -202,3 +202,20 @@ def test_prepare_model(
     assert out == f"base model ready: {tmp_path / 'model'} (cache: {tmp_path / 'env-cache'})\n"
     assert run("prepare-model", "--cache-dir", str(tmp_path / "flag-cache"))[0] == 0
     assert prepared[1].cache_dir == tmp_path / "flag-cache" and prepared[1].base_model is None
+
+
+def test_serve_replicas_must_be_positive(served: Served, run: Run, clean_env: pytest.MonkeyPatch) -> None:
+    code, _, err = run("serve", "--replicas", "0")
+    assert code == 2 and "--replicas must be at least 1" in err and served.calls == []
+
+
+def test_serve_replicas_without_ray_says_what_to_install(served: Served, run: Run, clean_env: pytest.MonkeyPatch,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as on a machine without the extra
+    monkeypatch.delitem(sys.modules, "service.ray_serve.launch", raising=False)
+    monkeypatch.delitem(sys.modules, "service.ray_serve.app", raising=False)
+    monkeypatch.delitem(sys.modules, "service.ray_serve.deployments", raising=False)
+    code, _, err = run("serve", "--replicas", "2")
+    assert code == 2 and "pip install 'deltaserve[ray]'" in err and served.calls == []
