@@ -159,20 +159,35 @@ def test_requests_for_an_adapter_go_to_the_replica_where_it_is_warm(cluster, ada
     stats = proxy.get("/replicas/stats").json()["replicas"]
     resident = {replica["replica"]: set(replica["adapters"]["resident"]) for replica in stats}
     assert len(resident) == 2 and set(homes.values()) <= set(resident)
-    for name, home in homes.items():  # each adapter compiled where its requests go, and nowhere else
-        assert [replica for replica, names_there in resident.items() if name in names_there] == [home]
+    for name, home in homes.items():  # compiled where its requests go (Serve may have compiled it elsewhere too
+        assert name in resident[home]  # while the first replica's report was on its way: affinity is a preference)
 
+    # Once settled, every further request for an adapter is answered by its home replica, as each replica's own
+    # request counter (scraped through the router and parsed by prometheus_client) shows.
+    before = _generate_counts(proxy)
+    for name in names:
+        for _ in range(5):
+            assert proxy.post("/generate", json=_generate(name)).status_code == 200
+    after = _generate_counts(proxy)
+    for name, home in homes.items():
+        moved = {replica: after.get((replica, name), 0) - before.get((replica, name), 0) for replica in resident}
+        assert moved == {replica: 5 if replica == home else 0 for replica in resident}, (name, home, moved)
+
+
+def _generate_counts(proxy: httpx.Client) -> dict[tuple[str, str], float]:
+    """(replica, adapter) -> /generate requests answered there, from the merged per-replica metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
     metrics = proxy.get("/replicas/metrics")
     assert metrics.status_code == 200
-    families = {family.name: family for family in text_string_to_metric_families(metrics.text)}
-    samples = families["deltaserve_requests"].samples
-    assert {sample.labels["replica"] for sample in samples} == set(resident)
-    for name, home in homes.items():  # every generate request for it was answered by its home replica
-        counted = {s.labels["replica"] for s in samples if s.labels["adapter"] == name
-                   and s.labels["route"] == "/generate" and s.name.endswith("_total") and s.value > 0}
-        assert counted == {home}, (name, counted)
+    counts: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(metrics.text):
+        if family.name == "deltaserve_requests":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels.get("route") == "/generate":
+                    key = (sample.labels["replica"], sample.labels["adapter"])
+                    counts[key] = counts.get(key, 0) + sample.value
+    return counts
 
 
 def _stream(proxy: httpx.Client, text: str, out: dict, started: threading.Event) -> None:
@@ -198,6 +213,9 @@ def _stream(proxy: httpx.Client, text: str, out: dict, started: threading.Event)
 def test_a_replica_killed_mid_traffic_fails_only_its_own_requests_cleanly(cluster, adapter_dirs):
     proxy, _, reference, store_root = cluster
     _upload((proxy, reference), "survivor", adapter_dirs["lora"])
+    # Looked up before any stream starts, so the kill lands within milliseconds of the victim's first token,
+    # long before its 200-token streams can end.
+    engine_actors = [a for a in ray.util.list_named_actors(all_namespaces=True) if ENGINE_DEPLOYMENT in a["name"]]
     texts = [f"{PROMPT} {i}" for i in range(6)]
     results: list[dict] = [{} for _ in texts]
     started = [threading.Event() for _ in texts]
@@ -208,8 +226,8 @@ def test_a_replica_killed_mid_traffic_fails_only_its_own_requests_cleanly(cluste
     for event in started:
         assert event.wait(120)
     victim = results[0]["replica"]
-    actors = [a for a in ray.util.list_named_actors(all_namespaces=True) if victim in a["name"]]
-    assert len(actors) == 1, actors
+    actors = [a for a in engine_actors if victim in a["name"]]
+    assert len(actors) == 1, (victim, engine_actors)
     ray.kill(ray.get_actor(actors[0]["name"], namespace=actors[0]["namespace"]), no_restart=True)
     for thread in threads:
         thread.join(120)
