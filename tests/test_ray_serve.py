@@ -139,39 +139,37 @@ def test_an_upload_is_served_by_every_replica_and_a_replacement_switches_them_al
     assert {status for status, _ in answers.values()} == {404}
 
 
-def test_requests_for_an_adapter_go_to_the_replica_where_it_is_warm(cluster, adapter_dirs):
+def test_requests_for_an_adapter_go_to_a_replica_where_it_is_warm(cluster, adapter_dirs):
     proxy, _, _, _ = cluster
     names = [f"warm-{i}" for i in range(4)]
     for name, kind in zip(names, ("lora", "ia3", "prompt_tuning", "lora_patterns")):
-        _upload((proxy,), name, adapter_dirs[kind])
-    homes = {}
-    for name in names:
-        homes[name] = proxy.post("/generate", json=_generate(name)).headers["x-deltaserve-replica"]
-        time.sleep(1)  # the replica reports it warm every 0.1 s; Serve's routers hear it through the controller
-        deadline = time.monotonic() + 20
-        streak = 0
-        while streak < 4:
-            assert time.monotonic() < deadline, f"requests for {name} keep moving between replicas"
-            served_by = proxy.post("/generate", json=_generate(name)).headers["x-deltaserve-replica"]
-            streak = streak + 1 if served_by == homes[name] else 0
-            homes[name] = served_by
+        _upload((proxy,), name, adapter_dirs[kind])  # the replica that took the upload compiled it
+        time.sleep(1)  # replicas report what is warm every 0.1 s; Serve's routers hear it through the controller
+        assert proxy.post("/generate", json=_generate(name)).status_code == 200
+    time.sleep(2)
 
-    stats = proxy.get("/replicas/stats").json()["replicas"]
-    resident = {replica["replica"]: set(replica["adapters"]["resident"]) for replica in stats}
-    assert len(resident) == 2 and set(homes.values()) <= set(resident)
-    for name, home in homes.items():  # compiled where its requests go (Serve may have compiled it elsewhere too
-        assert name in resident[home]  # while the first replica's report was on its way: affinity is a preference)
-
-    # Once settled, every further request for an adapter is answered by its home replica, as each replica's own
-    # request counter (scraped through the router and parsed by prometheus_client) shows.
-    before = _generate_counts(proxy)
+    # Once settled, no request compiles anything anew: each goes to a replica where its adapter is warm, as each
+    # replica's own request counter (scraped through the router, parsed by prometheus_client) shows. A report still
+    # on its way during the warm-up may have left an adapter warm on both replicas (affinity is a preference), but
+    # most are warm on one only: each replica keeps its own working set instead of loading everything.
+    warm_before, before = _resident(proxy), _generate_counts(proxy)
     for name in names:
         for _ in range(5):
             assert proxy.post("/generate", json=_generate(name)).status_code == 200
-    after = _generate_counts(proxy)
+    warm_after, after = _resident(proxy), _generate_counts(proxy)
+    assert len(warm_before) == 2 and warm_after == warm_before
+    homes = {name: {replica for replica, warm in warm_before.items() if name in warm} for name in names}
+    assert all(homes.values()), homes
+    assert sum(len(home) == 1 for home in homes.values()) >= len(names) // 2, homes
     for name, home in homes.items():
-        moved = {replica: after.get((replica, name), 0) - before.get((replica, name), 0) for replica in resident}
-        assert moved == {replica: 5 if replica == home else 0 for replica in resident}, (name, home, moved)
+        moved = {replica: after.get((replica, name), 0) - before.get((replica, name), 0) for replica in warm_before}
+        assert sum(moved.values()) == 5 and {replica for replica, n in moved.items() if n} <= home, (name, home, moved)
+
+
+def _resident(proxy: httpx.Client) -> dict[str, set[str]]:
+    """replica -> the adapters compiled and resident there."""
+    stats = proxy.get("/replicas/stats").json()["replicas"]
+    return {replica["replica"]: set(replica["adapters"]["resident"]) for replica in stats}
 
 
 def _generate_counts(proxy: httpx.Client) -> dict[tuple[str, str], float]:
