@@ -45,12 +45,19 @@ def test_serve_config_runs_our_application_with_autoscaling_on_one_gpu_per_repli
     assert scaling["target_ongoing_requests"] > 0
     assert deployments["DeltaServeEngine"]["max_ongoing_requests"] == settings["max_concurrent_requests"]
     assert deployments["DeltaServeEngine"]["graceful_shutdown_timeout_s"] > Settings().shutdown_grace_s
+    # Serve's proxy closes idle connections as one process does, and never cuts a request our deadline would end.
+    http = serve_config["http_options"]
+    assert http["keep_alive_timeout_s"] == Settings().keep_alive_s
+    assert http["request_timeout_s"] > Settings().request_timeout_s
 
 
 def test_ray_service_carries_the_serve_config_and_mounts_the_store_everywhere(serve_config, ray_service):
     assert (ray_service["apiVersion"], ray_service["kind"]) == ("ray.io/v1", "RayService")
     spec = ray_service["spec"]
-    assert yaml.safe_load(spec["serveConfigV2"])["applications"] == serve_config["applications"]
+    carried = yaml.safe_load(spec["serveConfigV2"])
+    assert carried["applications"] == serve_config["applications"]
+    timeouts = ("keep_alive_timeout_s", "request_timeout_s")
+    assert {k: carried["http_options"][k] for k in timeouts} == {k: serve_config["http_options"][k] for k in timeouts}
     cluster = spec["rayClusterConfig"]
     store = _application(serve_config)["args"]["settings"]["adapters_dir"]
     pods = [cluster["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]
@@ -79,7 +86,12 @@ def test_serve_accepts_both_and_the_application_builds(serve_config, ray_service
     from ray.serve.schema import ServeDeploySchema
 
     from service.ray_serve.app import build_app
+    from service.ray_serve.launch import proxy_http_options
 
+    shipped = serve_config["http_options"]  # `deltaserve serve --replicas` starts Serve's proxy as the file does
+    assert {k: shipped[k] for k in ("keep_alive_timeout_s", "request_timeout_s")} == {
+        k: v for k, v in proxy_http_options(Settings()).items() if k in ("keep_alive_timeout_s", "request_timeout_s")
+    }
     for config in (serve_config, yaml.safe_load(ray_service["spec"]["serveConfigV2"])):
         ServeDeploySchema.model_validate(config)
         build_app(_application(config)["args"])

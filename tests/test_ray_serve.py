@@ -22,6 +22,7 @@ from service.main import create_app  # noqa: E402
 from service.ray_serve.app import build_app  # noqa: E402
 from service.ray_serve.deployments import ENGINE_DEPLOYMENT  # noqa: E402
 from service.ray_serve.forwarding import ForwardedRequest  # noqa: E402
+from service.ray_serve.launch import proxy_http_options  # noqa: E402
 from service.store import AdapterStore  # noqa: E402
 from tests.http_server import serve as serve_locally  # noqa: E402
 from tests.test_api import multipart  # noqa: E402
@@ -50,7 +51,7 @@ def cluster(tmp_path_factory, tiny_model, tokenizer):
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=False,
              configure_logging=False)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.start(http_options=proxy_http_options(Settings(host="127.0.0.1", port=port)))  # as the CLI
         settings = {"adapters_dir": str(root / "shared")}
         serve.run(build_app({"settings": settings, "replicas": 2, "num_cpus": 0.5, "router_num_cpus": 0}),
                   name=APP, route_prefix="/")
