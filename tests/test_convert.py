@@ -18,8 +18,7 @@ import torch
 
 from service.engine import Engine
 from service.opendelta_convert import ConversionError, convert_opendelta
-from tests.peft_reference import FLOAT32_TOLERANCE, generate_runs, load_peft, logprob_params
-from tests.peft_reference import assert_matches_peft
+from tests.peft_reference import FLOAT32_TOLERANCE, assert_matches_peft, generate_runs, load_peft, logprob_params
 from tests.test_bitfit import with_biases
 from tests.test_engine_equality import EOS, NEW_TOKENS, PROMPTS
 
