@@ -3,6 +3,7 @@
     deltaserve serve [--host H --port P ...]          run the HTTP server (settings: DELTASERVE_* env, flags win)
     deltaserve serve --replicas N [--ray-address A]   the same API on Ray Serve: N engine replicas, one store
     deltaserve prepare-model [--base-model M]         convert and cache the base model ahead of time
+    deltaserve convert SRC DEST [--base-model M]      an OpenDelta checkpoint -> a folder DeltaServe serves (offline)
 
 `add_server_commands` adds these to the `deltaserve` parser (built in `deltaserve.cli`, next to the client's
 commands). Their flags are the `Settings` fields (service/settings_flags.py). `serve` keeps the bind policy: with
@@ -19,6 +20,7 @@ import ipaddress
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -136,8 +138,22 @@ def cmd_prepare_model(args: argparse.Namespace) -> int:
     return 0
 
 
+@server_command
+def cmd_convert(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from service.opendelta_convert import ConversionError, convert_opendelta, module_skeleton
+
+    try:
+        model, name = module_skeleton(settings)
+        print(convert_opendelta(args.source, args.destination, model, name))
+    except ConversionError as exc:
+        raise UsageError(f"cannot convert {args.source}: {exc}") from exc
+    print(f"wrote {args.destination}")
+    return 0
+
+
 def add_server_commands(commands: Commands) -> None:
-    """Add `serve` and `prepare-model` to `commands`; each sets `handler` (Namespace -> exit status)."""
+    """Add `serve`, `prepare-model` and `convert` to `commands`; each sets `handler` (Namespace -> exit status)."""
     serve = commands.add_parser(
         "serve",
         help="run the HTTP server",
@@ -160,3 +176,14 @@ def add_server_commands(commands: Commands) -> None:
     )
     add_settings_flags(prepare, PREPARE_MODEL_FIELDS)
     prepare.set_defaults(handler=cmd_prepare_model)
+
+    convert = commands.add_parser(
+        "convert", help="convert an OpenDelta checkpoint into a folder DeltaServe serves (offline)",
+        description="Convert what OpenDelta's save_finetuned wrote (config.json, pytorch_model.bin) into a PEFT "
+        "LoRA folder (delta_type lora) or DeltaServe's BitFit format (bitfit), checked against the base model's "
+        "modules. Anything that does not map exactly is refused; the output folder is whole or absent.",
+    )
+    convert.add_argument("source", type=Path, help="the OpenDelta checkpoint folder")
+    convert.add_argument("destination", type=Path, help="the folder to write (must not exist)")
+    add_settings_flags(convert, PREPARE_MODEL_FIELDS)
+    convert.set_defaults(handler=cmd_convert)
