@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from service.config import Settings
 
@@ -149,10 +149,23 @@ def freeze(model: nn.Module) -> None:
         parameter.requires_grad_(False)
 
 
+ENCODER_DECODER_TYPES = frozenset({"t5", "mt5", "umt5"})
+
+
+def refuse_encoder_decoder(model_type: str, source: object) -> None:
+    """The engine serves decoder-only bases; say so at start-up rather than fail mid-request (issue #14)."""
+    if model_type in ENCODER_DECODER_TYPES:
+        raise ValueError(
+            f"base model {source} is an encoder-decoder model (model_type '{model_type}'); DeltaServe serves "
+            "decoder-only (causal LM) bases only; encoder-decoder support is not implemented yet (issue #14)"
+        )
+
+
 def load_base_model(settings: Settings) -> FrozenBase:
     source = prepare_base_model(settings)
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
+    refuse_encoder_decoder(AutoConfig.from_pretrained(source).model_type, source)
     log.info("Loading base model %s on %s as %s", source, device, dtype)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     model.to(device)  # type: ignore[arg-type]  # in place; transformers' wrapper of `to` is typed too narrowly
