@@ -217,5 +217,9 @@ def test_serve_replicas_without_ray_says_what_to_install(served: Served, run: Ru
     monkeypatch.delitem(sys.modules, "service.ray_serve.launch", raising=False)
     monkeypatch.delitem(sys.modules, "service.ray_serve.app", raising=False)
     monkeypatch.delitem(sys.modules, "service.ray_serve.deployments", raising=False)
+    import service.ray_serve  # the package keeps its submodules as attributes once any test has imported them
+
+    for submodule in ("launch", "app", "deployments"):
+        monkeypatch.delattr(service.ray_serve, submodule, raising=False)
     code, _, err = run("serve", "--replicas", "2")
     assert code == 2 and "pip install 'deltaserve[ray]'" in err and served.calls == []
