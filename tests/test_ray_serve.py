@@ -5,6 +5,7 @@ killed mid-traffic fails only its own requests, cleanly, and the next requests s
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -30,6 +31,7 @@ from tests.test_api import multipart  # noqa: E402
 pytestmark = pytest.mark.ray
 APP = "deltaserve"
 PROMPT = "When was the Beijing Olympic held?"
+LONG_STREAM_TOKENS = 1000  # a stream lasts seconds, so all six have started while the victim's still run
 
 
 def _free_port() -> int:
@@ -43,7 +45,11 @@ def cluster(tmp_path_factory, tiny_model, tokenizer):
     """The proxy's client, the engine deployment's handle, a single-process reference server's client, and the
     shared store's folder."""
     root = tmp_path_factory.mktemp("ray")
-    tiny_model.save_pretrained(root / "base")  # a local directory: the replicas load it as any base model
+    # A local directory: the replicas load it as any base model. Its context is long enough for streams that
+    # outlast a replica kill under CPU contention (rotary positions do not depend on this limit).
+    base = copy.deepcopy(tiny_model)
+    base.config.max_position_embeddings = LONG_STREAM_TOKENS + 64
+    base.save_pretrained(root / "base")
     tokenizer.save_pretrained(root / "base")
     env = {"DELTASERVE_BASE_MODEL": str(root / "base"), "DELTASERVE_DEVICE": "cpu",
            "DELTASERVE_LOAD_DEMO_ADAPTERS": "false", "DELTASERVE_MAX_BATCH_WAIT_MS": "5", "OMP_NUM_THREADS": "1"}
@@ -190,7 +196,7 @@ def _generate_counts(proxy: httpx.Client) -> dict[tuple[str, str], float]:
 
 
 def _stream(proxy: httpx.Client, text: str, out: dict, started: threading.Event) -> None:
-    body = {"text": text, "max_new_tokens": 200, "stream": True}
+    body = {"text": text, "max_new_tokens": LONG_STREAM_TOKENS, "stream": True}
     try:
         with proxy.stream("POST", "/generate", json=body) as answer:
             out["replica"] = answer.headers.get("x-deltaserve-replica")
@@ -213,7 +219,7 @@ def test_a_replica_killed_mid_traffic_fails_only_its_own_requests_cleanly(cluste
     proxy, _, reference, store_root = cluster
     _upload((proxy, reference), "survivor", adapter_dirs["lora"])
     # Looked up before any stream starts, so the kill lands within milliseconds of the victim's first token,
-    # long before its 200-token streams can end.
+    # long before its LONG_STREAM_TOKENS-token streams can end.
     engine_actors = [a for a in ray.util.list_named_actors(all_namespaces=True) if ENGINE_DEPLOYMENT in a["name"]]
     texts = [f"{PROMPT} {i}" for i in range(6)]
     results: list[dict] = [{} for _ in texts]
@@ -240,7 +246,7 @@ def test_a_replica_killed_mid_traffic_fails_only_its_own_requests_cleanly(cluste
     for text, out in zip(texts, results):
         if out not in failed:
             assert out.get("events", [])[-1:] == ["done"], out
-            alone = reference.post("/generate", json={"text": text, "max_new_tokens": 200}).json()
+            alone = reference.post("/generate", json={"text": text, "max_new_tokens": LONG_STREAM_TOKENS}).json()
             assert out["end"]["text"] == alone["text"]
 
     # New requests succeed meanwhile (on the survivor, then on Serve's replacement too).
